@@ -1,0 +1,408 @@
+"""Images in, tensors out: folder datasets, the embedded default photos, splits, bad-input policy.
+
+The flow (see README): DataLoader workers only decode, orient, crop and resize, and hand over uint8
+RGB (3, H, W). Colour conversion happens once per batch on the training device (`to_model`).
+Nothing holds the data set in memory: a dataset is a list of file names.
+
+Bad input never crashes a run and never silently becomes a wrong image. Each file is either turned
+into a correct RGB image or skipped with one log line "<file>: skipped: <reason>":
+  * a cheap header scan at start-up (`scan`) skips empty files, non-images, decompression bombs,
+    images smaller than the crop and grayscale-mode files;
+  * problems only visible on full decode (truncated or corrupt data, RGB files whose three channels
+    are equal) are caught in the worker, travel with the batch (`collate`) and are logged once by the
+    main process (`record_skips`).
+
+Files are never moved, renamed or written; splits are a pure function of (relative path, seed).
+"""
+
+import hashlib
+import importlib.resources
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.transforms import v2
+
+from lib import lab
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+MAX_PIXELS = 64_000_000  # decoded-size cap: a 12-MP photo is fine, a 20,000² "bomb" is not
+GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+
+
+class BadImage(Exception):
+    """A file that cannot become a correct RGB image; str(e) is the reason."""
+
+
+# --- one file -> one RGB image ----------------------------------------------------------------
+
+
+def open_image(path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open a file lazily (header only) with the size cap applied. Raises BadImage."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise BadImage("empty file")
+        with warnings.catch_warnings():
+            # Pillow warns above 89 MP and raises above 179 MP; we want one clear reason instead.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImage(f"too large to decode safely ({e})") from None
+    except Exception as e:  # Pillow raises many types on junk; all mean "not an image"
+        raise BadImage(f"not a readable image ({type(e).__name__}: {e})") from None
+    w, h = im.size
+    if w * h > max_pixels:
+        im.close()
+        raise BadImage(f"too large: {w}x{h} = {w * h:,} pixels > cap {max_pixels:,}")
+    return im
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Decode and convert any Pillow mode to 8-bit sRGB with the EXIF orientation applied.
+
+    Transparent pixels are composited over white (what a viewer shows), CMYK and palette images are
+    converted by Pillow, 16-bit images keep their 8 most significant bits.
+    """
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+            # 16-bit gray: Pillow's convert("L") clips instead of scaling, so scale by hand.
+            a = np.asarray(im, dtype=np.uint32) >> 8 if im.mode != "I" else np.asarray(im)
+            im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        if im.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+            im = im.convert("RGBA")
+            white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(white, im)
+        return im.convert("RGB")
+    except BadImage:
+        raise
+    except Exception as e:  # truncated / corrupt data surfaces only here
+        raise BadImage(f"cannot decode ({type(e).__name__}: {e})") from None
+
+
+def is_gray(im: Image.Image) -> bool:
+    """True when an RGB image has (almost) no colour: all three channels equal to within 2/255."""
+    small = im.reduce(max(1, min(im.size) // 128))  # a thumbnail is enough to tell
+    a = np.asarray(small, dtype=np.int16)
+    return int(np.abs(a[..., 0] - a[..., 1]).max()) <= 2 and int(np.abs(a[..., 1] - a[..., 2]).max()) <= 2
+
+
+def check_header(path, min_side: int, max_pixels: int = MAX_PIXELS) -> str | None:
+    """Cheap start-up check of one training file: the reason to skip it, or None."""
+    try:
+        with open_image(path, max_pixels) as im:
+            w, h = im.size
+            if im.mode in GRAY_MODES:
+                return f"grayscale image (mode {im.mode}): no colour to learn from"
+            if min(w, h) < min_side:
+                return f"smaller than the {min_side}px crop ({w}x{h})"
+    except BadImage as e:
+        return str(e)
+    return None
+
+
+# --- listing and splitting ----------------------------------------------------------------------
+
+
+def list_images(root) -> list[str]:
+    """Sorted relative paths (posix style) of every image file below root, hidden files excluded."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                out.append(Path(dirpath, name).relative_to(root).as_posix())
+    return sorted(out)
+
+
+def rank(files: Iterable[str], seed: int) -> list[str]:
+    """Files in a seeded pseudo-random order that depends only on each name and the seed.
+
+    Adding or removing files never reorders the others, so splits stay put as a folder grows.
+    """
+    key = lambda f: hashlib.sha256(f"{seed}/{f}".encode()).hexdigest()  # noqa: E731
+    return sorted(files, key=key)
+
+
+def split(files: list[str], val_size: float | int, seed: int) -> tuple[list[str], list[str]]:
+    """(train, val) from ranked files. val_size: a fraction (< 1) or a count (>= 1), as in sklearn."""
+    n_val = round(len(files) * val_size) if val_size < 1 else int(val_size)
+    n_val = min(max(n_val, 1), len(files) - 1)
+    return sorted(files[n_val:]), sorted(files[:n_val])
+
+
+def scan(root, files: Iterable[str], min_side: int, limit: int | None = None):
+    """Header-check files in order until `limit` good ones are found. Returns (good, skipped)."""
+    good, skipped = [], []
+    for f in files:
+        if limit is not None and len(good) >= limit:
+            break
+        reason = check_header(Path(root, f), min_side)
+        if reason is None:
+            good.append(f)
+        else:
+            skipped.append((f, reason))
+            log.warning("%s: skipped: %s", Path(root, f), reason)
+    return good, skipped
+
+
+def record_skips(seen: dict, skips: Iterable[tuple[str, str]]) -> None:
+    """Log each decode-time skip once (workers cannot log for us) and remember it in `seen`."""
+    for f, reason in skips:
+        if f not in seen:
+            seen[f] = reason
+            log.warning("%s: skipped: %s", f, reason)
+
+
+# --- the dataset ---------------------------------------------------------------------------------
+
+
+def transform(size: int, augment: str):
+    """PIL RGB -> uint8 tensor (3, size, size).
+
+    "crop": RandomResizedCrop + flip (the ResNet notebook of the original, after Melas);
+    "affine": Keras-style rotation 20°, shear 0.2 rad, zoom 0.8-1.2, flip (the original CNNs);
+    "none": shorter side to `size`, centre crop (evaluation).
+    """
+    if augment == "crop":
+        steps = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
+    elif augment == "affine":
+        steps = [
+            v2.Resize(size, antialias=True),
+            v2.RandomAffine(degrees=20, shear=float(np.degrees(0.2)), scale=(0.8, 1.2)),
+            v2.RandomHorizontalFlip(),
+            v2.CenterCrop(size),
+        ]
+    elif augment == "none":
+        steps = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+    else:
+        raise ValueError(f"augment must be 'crop', 'affine' or 'none', got {augment!r}")
+    return v2.Compose([*steps, v2.PILToTensor()])
+
+
+class PhotoFolder(Dataset):
+    """Colour photos under `root` named by `files`; items are uint8 (3, size, size) tensors.
+
+    An item that fails to decode is returned as (path, reason) instead; `collate` sorts it out.
+    """
+
+    def __init__(self, root, files: list[str], size: int, augment: str = "none"):
+        self.root, self.files, self.size = Path(root), list(files), size
+        self.transform = transform(size, augment)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, item):
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        path = self.root / self.files[i]
+        try:
+            with open_image(path) as im:
+                rgb = to_rgb(im)
+            if is_gray(rgb):
+                raise BadImage("no colour: its three channels are equal")
+        except BadImage as e:
+            return (str(path), str(e))
+        if seed is None:
+            return self.transform(rgb)
+        with torch.random.fork_rng(devices=[]):  # seed this item's augmentation, touch nothing else
+            torch.manual_seed(seed)
+            return self.transform(rgb)
+
+
+class EpochSampler(Sampler):
+    """Yields (index, augmentation seed) pairs whose order and seeds depend only on (seed, epoch).
+
+    Call set_epoch(e) before each epoch (as with DistributedSampler). Because each item carries its
+    own seed, the augmentation is the same with 0, 1 or 8 workers, persistent or not, and a resumed
+    run sees exactly the batches an uninterrupted one would have seen.
+    """
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        seeds = torch.randint(2**62, (self.n,), generator=g).tolist()
+        return iter(zip(order, seeds, strict=True))
+
+
+def collate(items):
+    """Stack good images into one uint8 batch; return (batch, [(path, reason), ...])."""
+    good = [x for x in items if isinstance(x, torch.Tensor)]
+    bad = [x for x in items if not isinstance(x, torch.Tensor)]
+    batch = torch.stack(good) if good else torch.empty(0, 3, 1, 1, dtype=torch.uint8)
+    return batch, bad
+
+
+def to_model(rgb: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 batch from a loader -> (l, ab) on `device`: the only place training data becomes Lab."""
+    rgb = rgb.to(device, non_blocking=True)
+    return lab.rgb_to_model(rgb)
+
+
+# --- the embedded default data set ----------------------------------------------------------------
+
+# Natural colour photos that ship inside our dependencies' wheels (no download, ever).
+BUILTIN_PHOTOS = {
+    "astronaut": ("skimage.data", "astronaut.png"),
+    "chelsea": ("skimage.data", "chelsea.png"),
+    "coffee": ("skimage.data", "coffee.png"),
+    "rocket": ("skimage.data", "rocket.jpg"),
+    "motorcycle": ("skimage.data", "motorcycle_left.png"),
+    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    "china": ("sklearn.datasets", "images/china.jpg"),
+    "flower": ("sklearn.datasets", "images/flower.jpg"),
+}
+BUILTIN_VERSION = 1
+
+
+def builtin_photo_path(name: str) -> Path:
+    package, rel = BUILTIN_PHOTOS[name]
+    return Path(str(importlib.resources.files(package).joinpath(rel)))
+
+
+def build_builtin(
+    root="data/builtin", seed: int = 0, n_val_photos: int = 2, crops: int = 60, side: int = 256
+) -> dict:
+    """Write the embedded data set (random square crops of the 8 photos) under root, if missing.
+
+    Split by photo, never by crop: `n_val_photos` whole photos go to val/, the rest to train/.
+    Idempotent: an existing folder built with the same settings is reused; one built with other
+    settings is an error (we never overwrite files).
+    """
+    settings = {"version": BUILTIN_VERSION, "seed": seed, "n_val_photos": n_val_photos}
+    settings |= {"crops": crops, "side": side}
+    root = Path(root)
+    manifest = root / "manifest.json"
+    if manifest.exists():
+        built = json.loads(manifest.read_text())
+        if built["settings"] != settings:
+            raise FileExistsError(f"{root}: built with other settings {built['settings']}; move it away")
+        return built
+    rng = np.random.default_rng(seed)
+    names = sorted(BUILTIN_PHOTOS)
+    val_photos = sorted(rng.choice(names, n_val_photos, replace=False).tolist())
+    tmp = root.with_name(root.name + ".tmp")
+    for name in names:
+        part = "val" if name in val_photos else "train"
+        (tmp / part).mkdir(parents=True, exist_ok=True)
+        with Image.open(builtin_photo_path(name)) as im:
+            photo = im.convert("RGB")
+        w, h = photo.size
+        for k in range(crops):
+            c = int(rng.uniform(0.45, 1.0) * min(w, h))  # crop side: 45-100 % of the short side
+            x, y = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
+            crop = photo.crop((x, y, x + c, y + c)).resize((side, side), Image.Resampling.LANCZOS)
+            crop.save(tmp / part / f"{name}_{k:03d}.png")
+    built = {"settings": settings, "train_photos": [n for n in names if n not in val_photos]}
+    built["val_photos"] = val_photos
+    (tmp / "manifest.json").write_text(json.dumps(built, indent=1))
+    tmp.rename(root)  # appears whole or not at all
+    return built
+
+
+# --- loaders -----------------------------------------------------------------------------------------
+
+
+class Loaders(NamedTuple):
+    train: DataLoader
+    val: DataLoader
+    description: dict  # what the data was: goes into checkpoints and results files
+
+
+def default_workers() -> int:
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def make_loaders(
+    source="builtin",
+    size: int = 64,
+    batch_size: int = 32,
+    *,
+    val_size: float | int = 0.1,
+    max_images: int | None = None,
+    seed: int = 0,
+    augment: str = "crop",
+    workers: int | None = None,
+    builtin_root="data/builtin",
+    pin_memory: bool = False,
+) -> Loaders:
+    """Train and val loaders over the embedded photos ("builtin") or any folder of colour photos.
+
+    For a folder, the split is by file (each file is its own source photo): `val_size` of the
+    files, chosen by `rank(files, seed)`. `max_images` keeps the first N valid files of that same
+    order, so a bigger N keeps the smaller run's files. For "builtin", train/ and val/ are already
+    split by photo.
+    """
+    workers = default_workers() if workers is None else workers
+    if str(source) == "builtin":
+        built = build_builtin(builtin_root, seed=0)
+        root = Path(builtin_root)
+        train_files, skip_t = scan(
+            root, rank([f"train/{f}" for f in list_images(root / "train")], seed), size, max_images
+        )
+        val_files, skip_v = scan(root, [f"val/{f}" for f in list_images(root / "val")], size)
+        skipped = skip_t + skip_v
+        desc = {"source": "builtin", "builtin": built}
+    else:
+        root = Path(source)
+        files = list_images(root)
+        good, skipped = scan(root, rank(files, seed), size, max_images)
+        if len(good) < 2:
+            raise ValueError(f"{root}: found {len(good)} usable colour image(s) (need 2 or more)")
+        train_files, val_files = split(good, val_size, seed)
+        desc = {"source": str(root.resolve())}
+    if not train_files or not val_files:
+        raise ValueError(
+            f"{root}: no usable colour image for {'training' if not train_files else 'validation'}"
+        )
+    desc |= {
+        "size": size,
+        "seed": seed,
+        "val_size": val_size,
+        "max_images": max_images,
+        "n_train": len(train_files),
+        "n_val": len(val_files),
+        "skipped": [list(s) for s in skipped],
+    }
+    common = dict(
+        batch_size=batch_size,
+        collate_fn=collate,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+    )
+    train = DataLoader(
+        PhotoFolder(root, sorted(train_files), size, augment),
+        sampler=EpochSampler(len(train_files), seed),
+        **common,
+    )
+    val = DataLoader(PhotoFolder(root, val_files, size, "none"), shuffle=False, **common)
+    return Loaders(train, val, desc)

@@ -1,0 +1,135 @@
+"""sRGB <-> CIE Lab in torch, and the one normalization every model uses.
+
+Why Lab: L* carries the lightness a black-and-white photo already has; a* and b* carry the colour.
+So a colorizer reads L and predicts (a, b), and the output keeps the photo's own lightness.
+
+The conversion is the same as scikit-image's `rgb2lab` / `lab2rgb` (sRGB, D65 white, 2° observer,
+the same matrix and the same constants), written for batched torch tensors of shape (N, 3, H, W)
+on any device. It matches skimage to ~1e-4 Lab units in float32 (tests/test_lab.py checks it).
+
+THE normalization (used by every model, loader, metric, plot and checkpoint):
+
+    model input   l  = L / 100        L in [0, 100]   ->  l  in [0, 1]
+    model target  ab = (a, b) / 128   a, b in ~[-128, 127] -> ab in ~[-1, 1]
+
+ab / 128 is the original CNN's target scale, so a loss in normalized units is directly comparable
+with the original notebook's MSE (0.0121); multiply by 128**2 to get Lab units**2.
+
+Why chunks: on a 2-core CPU, converting a whole (64, 3, 256, 256) batch at once is slower than
+skimage, because every intermediate is a 50 MB tensor and the time goes to memory traffic. Working
+through ~half a million pixels at a time keeps the intermediates in cache (about 2x faster than
+skimage per image). On a GPU, big chunks are best.
+"""
+
+import torch
+
+L_SCALE = 100.0
+AB_SCALE = 128.0
+NORMALIZATION = {"l": "L/100", "ab": "ab/128", "l_scale": L_SCALE, "ab_scale": AB_SCALE}
+
+# skimage.color.colorconv.xyz_from_rgb and the D65 / 2° reference white.
+_XYZ_FROM_RGB = torch.tensor(
+    [
+        [0.412453, 0.357580, 0.180423],
+        [0.212671, 0.715160, 0.072169],
+        [0.019334, 0.119193, 0.950227],
+    ],
+    dtype=torch.float64,
+)
+_RGB_FROM_XYZ = torch.linalg.inv(_XYZ_FROM_RGB)
+_WHITE = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
+
+_CPU_CHUNK = 1 << 19  # pixels per step on the CPU (see module docstring)
+_GPU_CHUNK = 1 << 26
+
+
+def _consts(device):
+    """Fold the reference white into the matrices, in float32 on the right device."""
+    to_xyz = (_XYZ_FROM_RGB / _WHITE[:, None]).to(device, torch.float32)
+    from_xyz = (_RGB_FROM_XYZ * _WHITE[None, :]).to(device, torch.float32)
+    return to_xyz, from_xyz
+
+
+def _chunked(fn, x, *consts):
+    """Apply fn to (B, 3, P) views of x in pieces of about _CHUNK pixels; returns (N, 3, H, W)."""
+    n, _, h, w = x.shape
+    flat = x.reshape(n, 3, h * w)
+    out = torch.empty(flat.shape, dtype=torch.float32, device=x.device)
+    budget = _GPU_CHUNK if x.device.type == "cuda" else _CPU_CHUNK
+    if h * w >= budget:  # one big image: walk along its pixels
+        for i in range(n):
+            for s in range(0, h * w, budget):
+                out[i : i + 1, :, s : s + budget] = fn(flat[i : i + 1, :, s : s + budget], *consts)
+    else:  # many small images: several at a time
+        step = budget // (h * w)
+        for s in range(0, n, step):
+            out[s : s + step] = fn(flat[s : s + step], *consts)
+    return out.reshape(n, 3, h, w)
+
+
+def _rgb_to_lab_block(rgb, to_xyz):
+    if rgb.dtype == torch.uint8:
+        rgb = rgb.float() / 255.0
+    rgb = rgb.float()
+    lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).pow(2.4), rgb / 12.92)
+    xyz = to_xyz @ lin  # already divided by the reference white
+    f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856).pow(1 / 3), 7.787 * xyz + 16 / 116)
+    fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
+    return torch.stack((116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)), dim=1)
+
+
+def _lab_to_rgb_block(lab, from_xyz):
+    lab = lab.float()
+    fy = (lab[:, 0] + 16) / 116
+    fx = lab[:, 1] / 500 + fy
+    fz = (fy - lab[:, 2] / 200).clamp_min(0)  # skimage clips negative z to 0 the same way
+    f = torch.stack((fx, fy, fz), dim=1)
+    xyz = torch.where(f > 0.2068966, f.pow(3), (f - 16 / 116) / 7.787)
+    lin = from_xyz @ xyz  # reference white folded in
+    rgb = torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(0.0031308).pow(1 / 2.4) - 0.055, 12.92 * lin)
+    return rgb.clamp(0, 1)
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) sRGB, uint8 in [0, 255] or float in [0, 1] -> float32 Lab (L in [0, 100])."""
+    _check(rgb, "rgb")
+    return _chunked(_rgb_to_lab_block, rgb, _consts(rgb.device)[0])
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) Lab -> float32 sRGB in [0, 1]; out-of-gamut colours are clipped as skimage does."""
+    _check(lab, "lab")
+    return _chunked(_lab_to_rgb_block, lab, _consts(lab.device)[1])
+
+
+def _check(x, name):
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (N, 3, H, W), got {tuple(x.shape)}")
+
+
+# --- the normalization -----------------------------------------------------------------------
+
+
+def normalize(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lab (N, 3, H, W) -> (l (N, 1, H, W), ab (N, 2, H, W)) on the model's scale."""
+    return lab[:, :1] / L_SCALE, lab[:, 1:] / AB_SCALE
+
+
+def denormalize(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """(l, ab) on the model's scale -> Lab (N, 3, H, W) in Lab units."""
+    return torch.cat((l.float() * L_SCALE, ab.float() * AB_SCALE), dim=1)
+
+
+def rgb_to_model(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A uint8 RGB batch straight from a loader -> (model input l, target ab)."""
+    return normalize(rgb_to_lab(rgb))
+
+
+def model_to_rgb(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """(l, predicted ab) on the model's scale -> float RGB in [0, 1], shape (N, 3, H, W)."""
+    return lab_to_rgb(denormalize(l, ab))
+
+
+def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
+    """Float RGB in [0, 1] -> uint8 (rounded), for saving or showing."""
+    return (rgb.clamp(0, 1) * 255).round().to(torch.uint8)

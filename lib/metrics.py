@@ -1,0 +1,145 @@
+"""One scale for everything: every model and the gray baseline are scored by the same code.
+
+Per image, then averaged over images (all numbers are means over the evaluation set):
+  ab_mse          mean over pixels and both channels of (a_pred - a_true)^2, (b_pred - b_true)^2,
+                  in Lab units^2. Divide by 128^2 to get the normalized training loss scale
+                  (the original CNN's scale: its 0.0121 is 198 Lab units^2).
+  psnr            on RGB in 0-255: 10 log10(255^2 / MSE), higher is better.
+  ssim            on RGB in 0-255, per channel then averaged; Gaussian window (sigma 1.5, 11 taps),
+                  borders excluded, as Wang et al. 2004 and skimage.metrics.structural_similarity
+                  (used here). Not torchmetrics: its version averages the reflect-padded borders
+                  into the score, which moves SSIM by ~0.04 on 64 px images. 1 = identical.
+  delta_e         mean CIEDE2000 colour difference between the true image and the prediction as
+                  displayed (after conversion to RGB, with out-of-gamut colours clipped, and back to
+                  Lab). CIEDE2000 (skimage.color.deltaE_ciede2000) because it tracks perceived
+                  differences better than the Euclidean CIE76 distance; ~2.3 is "just noticeable".
+  colourfulness   Hasler & Süsstrunk (2003), the M^(3) metric on 0-255 RGB:
+                  sqrt(sd_rg^2 + sd_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2), rg = R - G,
+                  yb = (R + G)/2 - B. Gray images score 0; ~30 is "moderately colourful".
+  colourfulness_true  the same for the ground truth, for reference.
+  delta_cf        |colourfulness(prediction) - colourfulness(truth)| per image, averaged.
+  auc             Zhang et al. (2016): for thresholds t = 0, 1, ..., 150 (Lab units), the fraction
+                  of pixels whose ab error sqrt(da^2 + db^2) is <= t; the mean of that curve
+                  (area under it, normalized to [0, 1]); 1 = every pixel exact.
+The gray baseline predicts a = b = 0 everywhere.
+"""
+
+import time
+
+import torch
+from skimage.color import deltaE_ciede2000
+from skimage.metrics import structural_similarity
+
+from lib import data, lab
+
+METRICS = ("ab_mse", "psnr", "ssim", "delta_e", "colourfulness", "colourfulness_true", "delta_cf", "auc")
+AUC_THRESHOLDS = 151  # t = 0..150
+
+
+def colourfulness(rgb255: torch.Tensor) -> torch.Tensor:
+    """Hasler & Süsstrunk M^(3) per image; rgb255 is (N, 3, H, W) float in 0-255."""
+    r, g, b = rgb255[:, 0].flatten(1), rgb255[:, 1].flatten(1), rgb255[:, 2].flatten(1)
+    rg, yb = r - g, 0.5 * (r + g) - b
+    sd = torch.sqrt(rg.var(1, correction=0) + yb.var(1, correction=0))
+    mean = torch.sqrt(rg.mean(1) ** 2 + yb.mean(1) ** 2)
+    return sd + 0.3 * mean
+
+
+def auc(ab_pred: torch.Tensor, ab_true: torch.Tensor) -> torch.Tensor:
+    """Per-image area under the ab-error CDF over integer thresholds 0..150, in [0, 1].
+
+    The number of thresholds t in {0..150} with err <= t is 151 - ceil(err) (0 when err > 150),
+    so the curve's mean is computed in one pass without a 151-fold tensor.
+    """
+    err = (ab_pred - ab_true).float().pow(2).sum(1).sqrt().flatten(1)  # (N, H*W), Lab units
+    hits = (AUC_THRESHOLDS - torch.ceil(err)).clamp(0, AUC_THRESHOLDS)
+    return hits.mean(1) / AUC_THRESHOLDS
+
+
+def image_metrics(rgb_true: torch.Tensor, ab_pred: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every metric per image. rgb_true: uint8 (N, 3, H, W); ab_pred: normalized (N, 2, H, W)."""
+    lab_true = lab.rgb_to_lab(rgb_true)
+    l_true, ab_true = lab.normalize(lab_true)
+    ab_pred = ab_pred.float()
+    rgb_pred = lab.model_to_rgb(l_true, ab_pred) * 255
+    rgb_t = rgb_true.float()
+
+    ab_err = (ab_pred - ab_true) * lab.AB_SCALE
+    lab_shown = lab.rgb_to_lab(rgb_pred / 255)  # what a viewer sees, gamut-clipped
+    de = deltaE_ciede2000(_hwc(lab_true), _hwc(lab_shown), channel_axis=-1)
+    true_np, pred_np = _hwc(rgb_t), _hwc(rgb_pred)
+    ssim = [
+        structural_similarity(
+            t,
+            p,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255,
+            channel_axis=-1,
+        )  # fmt: skip
+        for t, p in zip(true_np, pred_np, strict=True)
+    ]
+    cf_pred, cf_true = colourfulness(rgb_pred), colourfulness(rgb_t)
+    return {
+        "ab_mse": ab_err.pow(2).flatten(1).mean(1),
+        "psnr": 10 * torch.log10(255**2 / (rgb_pred - rgb_t).pow(2).flatten(1).mean(1)),
+        "ssim": torch.tensor(ssim, dtype=torch.float32),
+        "delta_e": torch.from_numpy(de.reshape(len(de), -1).mean(1)).float(),
+        "colourfulness": cf_pred,
+        "colourfulness_true": cf_true,
+        "delta_cf": (cf_pred - cf_true).abs(),
+        "auc": auc(ab_pred * lab.AB_SCALE, ab_true * lab.AB_SCALE),
+    }
+
+
+def _hwc(x: torch.Tensor):
+    """(N, C, H, W) tensor -> (N, H, W, C) float64 numpy, for scikit-image."""
+    return x.permute(0, 2, 3, 1).double().cpu().numpy()
+
+
+def gray_baseline(l: torch.Tensor) -> torch.Tensor:
+    """The "no colour" prediction: a = b = 0 everywhere (normalized, same shape a model returns)."""
+    return torch.zeros(l.shape[0], 2, *l.shape[2:], device=l.device)
+
+
+@torch.inference_mode()
+def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> dict:
+    """Score `predict` (a model, or gray_baseline) on every image of a loader.
+
+    Returns the mean of each metric, the number of images, the mean normalized MSE (the training
+    loss scale) and the evaluation time.
+    """
+    if isinstance(predict, torch.nn.Module):
+        was_training = predict.training
+        predict.eval()
+    sums, n, t0 = {k: 0.0 for k in METRICS}, 0, time.perf_counter()
+    for rgb, skips in loader:
+        data.record_skips(seen_skips if seen_skips is not None else {}, skips)
+        if len(rgb) == 0:
+            continue
+        rgb = rgb.to(device)
+        l, _ = lab.rgb_to_model(rgb)
+        per_image = image_metrics(rgb, predict(l).float())
+        for k, v in per_image.items():
+            sums[k] += float(v.double().sum())
+        n += len(rgb)
+    if isinstance(predict, torch.nn.Module) and was_training:
+        predict.train()
+    if n == 0:
+        raise ValueError("evaluate: the loader yielded no image")
+    out = {k: v / n for k, v in sums.items()}
+    out["mse_normalized"] = out["ab_mse"] / lab.AB_SCALE**2
+    out["n_images"] = n
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def format_table(rows: dict[str, dict]) -> str:
+    """A plain-text table: one row per model (or baseline), one column per metric."""
+    cols = ["ab_mse", "psnr", "ssim", "delta_e", "colourfulness", "delta_cf", "auc"]
+    head = f"{'':<14}" + "".join(f"{c:>14}" for c in cols)
+    lines = [head]
+    for name, m in rows.items():
+        lines.append(f"{name:<14}" + "".join(f"{m[c]:>14.4f}" for c in cols))
+    return "\n".join(lines)

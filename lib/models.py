@@ -1,0 +1,179 @@
+"""The three colorizers, by name: `build_model("original_cnn" | "edited_cnn" | "resnet18")`.
+
+Every model takes the normalized lightness l = L/100, shape (N, 1, H, W), and returns normalized
+ab = (a, b)/128, shape (N, 2, H, W), at the input size (see lib/lab.py).
+"""
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+
+def _match_size(ab, x):
+    """Sizes that are not multiples of 8 lose pixels on the way down; put them back."""
+    if ab.shape[-2:] != x.shape[-2:]:
+        ab = F.interpolate(ab, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return ab
+
+
+class OriginalCNN(nn.Module):
+    """The original notebook's Keras network (Emil Wallner's "beta" colorizer), ported faithfully.
+
+    15 layers, 3,892,194 parameters: eight 3x3 ReLU convolutions down to 1/8 resolution (three with
+    stride 2), three 3x3 convolutions with x2 nearest upsampling in between, a 2-channel tanh
+    output, and a last x2 nearest upsampling, so predicted ab come in 2x2 blocks.
+
+    Faithful details: Keras' Glorot-uniform weights and zero biases; and `raw_l=True` multiplies the
+    normalized input back by 100, because the original fed L unscaled (0-100) while its targets were
+    ab/128. (Keras pads stride-2 convolutions on the bottom/right only; PyTorch pads both sides. The
+    output sizes are the same; the features shift by half a pixel.)
+    """
+
+    def __init__(self, raw_l: bool = True):
+        super().__init__()
+        self.raw_l = raw_l
+
+        def conv(cin, cout, stride=1):
+            return [nn.Conv2d(cin, cout, 3, stride, padding=1), nn.ReLU()]
+
+        up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.net = nn.Sequential(
+            *conv(1, 64),
+            *conv(64, 64, 2),
+            *conv(64, 128),
+            *conv(128, 128, 2),
+            *conv(128, 256),
+            *conv(256, 256, 2),
+            *conv(256, 512),
+            *conv(512, 256),
+            *conv(256, 128),
+            up,
+            *conv(128, 64),
+            up,
+            *conv(64, 32),
+            nn.Conv2d(32, 2, 3, padding=1),
+            nn.Tanh(),
+            up,
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, l):  # noqa: E741
+        x = l * 100.0 if self.raw_l else l
+        return _match_size(self.net(x), l)
+
+
+class EditedCNN(nn.Module):
+    """What the original "optimization" meant to do, done properly, on the same CNN.
+
+    The original EditedCNN divided *RGB* channels by 100 and 128 and never converted to Lab; its
+    1e-10 loss measured nothing (see notebooks and README). Here:
+      * the input is properly scaled Lab lightness (L/100, in [0, 1]), not raw 0-100 L: inputs of
+        order 1 keep the first layers' activations and gradients in a sane range;
+      * Lab is computed once per batch on the training device (lib.data.to_model), not per image
+        in numpy on the CPU; the data is never held in RAM as float64;
+      * BatchNorm after every hidden convolution (its bias replaces the conv bias): the 15-layer
+        stack then trains at Adam's 1e-3 without stalling at the "predict brown" plateau as quickly;
+      * bilinear instead of nearest upsampling, and the tanh output *after* the last upsampling, so
+        predicted colours are smooth instead of 2x2 blocks;
+      * PyTorch's default (Kaiming-uniform) initialisation, which suits ReLU layers.
+    Same widths and depth as OriginalCNN, so the comparison is about these changes alone.
+    """
+
+    def __init__(self):
+        super().__init__()
+
+        def conv(cin, cout, stride=1):
+            return [nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.net = nn.Sequential(
+            *conv(1, 64),
+            *conv(64, 64, 2),
+            *conv(64, 128),
+            *conv(128, 128, 2),
+            *conv(128, 256),
+            *conv(256, 256, 2),
+            *conv(256, 512),
+            *conv(512, 256),
+            *conv(256, 128),
+            up,
+            *conv(128, 64),
+            up,
+            *conv(64, 32),
+            nn.Conv2d(32, 2, 3, padding=1),
+            up,
+            nn.Tanh(),
+        )
+
+    def forward(self, l):  # noqa: E741
+        return _match_size(self.net(l), l)
+
+
+class ResNet18Colorizer(nn.Module):
+    """Luke Melas-Kyriazi's ColorizationNet, as the original ResNet notebook used it.
+
+    Encoder: torchvision resnet18 (random init by default, as in the original), conv1's weights
+    summed over RGB into one input channel, then its first six children (conv1, bn1, relu, maxpool,
+    layer1, layer2): 128 channels at 1/8 resolution. Decoder: Conv-BN-ReLU blocks with three x2
+    nearest upsamplings and a linear 2-channel output. 954,722 parameters.
+
+    `pretrained=True` starts the encoder from torchvision's ImageNet weights (a download).
+    """
+
+    def __init__(self, pretrained: bool = False):
+        super().__init__()
+        self.pretrained = pretrained
+        if pretrained:
+            resnet = _pretrained_resnet18()
+        else:
+            resnet = torchvision.models.resnet18(num_classes=365)  # as the original; fc is dropped
+        conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        conv1.weight.data = resnet.conv1.weight.data.sum(dim=1, keepdim=True)
+        resnet.conv1 = conv1
+        self.encoder = nn.Sequential(*list(resnet.children())[0:6])
+
+        def block(cin, cout):
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.decoder = nn.Sequential(
+            *block(128, 128),
+            nn.Upsample(scale_factor=2),
+            *block(128, 64),
+            *block(64, 64),
+            nn.Upsample(scale_factor=2),
+            *block(64, 32),
+            nn.Conv2d(32, 2, 3, padding=1),
+            nn.Upsample(scale_factor=2),
+        )
+
+    def forward(self, l):  # noqa: E741
+        return _match_size(self.decoder(self.encoder(l)), l)
+
+
+def _pretrained_resnet18():
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    try:
+        return torchvision.models.resnet18(weights=weights)
+    except Exception as e:  # URLError, HTTPError, timeouts, a half-written file...
+        raise RuntimeError(
+            f"could not get torchvision's pretrained ResNet-18 weights ({weights.url}): {e}. "
+            f"Train from scratch (pretrained=False) or place the file in {torch.hub.get_dir()}/checkpoints/"
+        ) from None
+
+
+MODELS = {"original_cnn": OriginalCNN, "edited_cnn": EditedCNN, "resnet18": ResNet18Colorizer}
+
+
+def build_model(name: str, **options) -> nn.Module:
+    """A fresh model by name; options go to its constructor (e.g. resnet18's pretrained=True)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name](**options)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,335 @@
+"""One training loop for every model, checkpoints that really restore, and `python -m lib.train`.
+
+A run lives in one folder:
+  last.pt                              everything needed to resume (weights, optimizer, history)
+  model-epoch-007-val-0.01234.pt       a checkpoint each time the validation loss improves
+  results.json                         (the command line) history, metrics, provenance
+Every checkpoint is written to a temporary file and renamed, so a crash never leaves half a file.
+A folder that already holds a run is never overwritten: resume it or pick another folder.
+
+Reproducibility: the model is built right after seeding, and the shuffling and augmentation of
+each epoch depend only on (seed, epoch) (lib.data.EpochSampler). So two CPU runs give the same
+numbers, and a resumed run gives the same history as one that never stopped.
+"""
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lib import data, lab, metrics, models
+
+CHECKPOINT_FORMAT = "bw-colorization-checkpoint/1"
+
+
+# --- environment ----------------------------------------------------------------------------------
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """ "auto" picks cuda, then mps, then cpu; anything else is passed to torch.device."""
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def git_commit() -> str:
+    """The commit of the code that ran, with "-dirty" if it had uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance(device) -> dict:
+    """Who computed this: code version, package versions, machine and device."""
+    import numpy
+    import PIL
+    import skimage
+    import torchvision
+
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {
+        "git_commit": git_commit(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "numpy": numpy.__version__,
+            "pillow": PIL.__version__,
+            "scikit-image": skimage.__version__,
+        },
+        "device": f"{device.type}: {name or platform.machine()}",
+        "cpu_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """torch.save to a temporary file beside `path`, then rename: all or nothing."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model a checkpoint describes and load its weights. Returns (model, checkpoint).
+
+    Raises ValueError with one clear line for anything that is not one of our checkpoints.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (found {found!r})")
+    if ckpt["normalization"] != lab.NORMALIZATION:
+        raise ValueError(
+            f"{path}: trained with normalization {ckpt['normalization']}, this code uses {lab.NORMALIZATION}"
+        )
+    # Never download weights to rebuild a model whose weights we are about to load anyway.
+    options = {**ckpt["options"], **({"pretrained": False} if "pretrained" in ckpt["options"] else {})}
+    model = models.build_model(ckpt["model"], **options)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt
+
+
+def _checkpoint(model, name, options, epoch, val_loss, description, **extra) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": name,
+        "options": options,
+        "normalization": lab.NORMALIZATION,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "epoch": epoch,
+        "val_loss": val_loss,
+        "data": description,
+        "git_commit": git_commit(),
+        **extra,
+    }
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def validate(model, loader, device, skips: dict) -> float:
+    """Mean normalized MSE over every validation image (not the first batch)."""
+    model.eval()
+    total, n = torch.zeros((), device=device), 0
+    for rgb, bad in loader:
+        data.record_skips(skips, bad)
+        if len(rgb) == 0:
+            continue
+        l, ab = data.to_model(rgb, device)
+        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+            pred = model(l.contiguous(memory_format=torch.channels_last))
+        total += F.mse_loss(pred.float(), ab, reduction="sum") / ab[0].numel()
+        n += len(rgb)
+    return float(total) / max(n, 1)
+
+
+def fit(
+    model_name: str,
+    loaders: data.Loaders,
+    out_dir,
+    *,
+    epochs: int = 5,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    options: dict | None = None,
+    device="auto",
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+) -> tuple[torch.nn.Module, dict]:
+    """Train `model_name` on loaders.train, validate each epoch, checkpoint the best.
+
+    Returns (the trained model as of the last epoch, the run record).
+
+    The run record: model, options, normalization, settings, data description, per-epoch history
+    (train loss, val loss, seconds, images/s), checkpoints (epoch, path, val loss), device.
+    """
+    options = dict(options or {})
+    device = pick_device(str(device))
+    out_dir = Path(out_dir)
+    settings = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "seed": seed}
+    settings["batch_size"] = loaders.train.batch_size
+
+    torch.manual_seed(seed)
+    model = models.build_model(model_name, **options).to(device)
+    model = model.to(memory_format=torch.channels_last)  # +25-50 % on CPU and GPU convolutions
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    run = {
+        "model": model_name,
+        "options": options,
+        "normalization": lab.NORMALIZATION,
+        "settings": settings,
+        "data": loaders.description,
+        "parameters": models.count_parameters(model),
+        "device": str(device),
+        "history": [],
+        "checkpoints": [],
+        "skipped_during_training": {},
+    }
+
+    last = out_dir / "last.pt"
+    if resume and last.exists():
+        state = torch.load(last, map_location=device, weights_only=True)
+        mismatch = {k for k in ("model", "options") if state[k] != run[k]}
+        mismatch |= {k for k in settings if k != "epochs" and state["run"]["settings"][k] != settings[k]}
+        if mismatch:
+            raise ValueError(f"{last}: cannot resume, the run used other {', '.join(sorted(mismatch))}")
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        run |= {k: state["run"][k] for k in ("history", "checkpoints", "skipped_during_training")}
+    elif last.exists():
+        raise FileExistsError(f"{out_dir}: already holds a run; resume it or choose another folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    skips = run["skipped_during_training"]
+    best = min((h["val_loss"] for h in run["history"]), default=float("inf"))
+    for epoch in range(len(run["history"]) + 1, epochs + 1):
+        loaders.train.sampler.set_epoch(epoch)  # shuffle order and augmentation seeds
+        model.train()
+        t0, total, n = time.perf_counter(), torch.zeros((), device=device), 0
+        bar = tqdm(loaders.train, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        for rgb, bad in bar:
+            data.record_skips(skips, bad)
+            if len(rgb) == 0:
+                continue
+            l, ab = data.to_model(rgb, device)
+            with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+                pred = model(l.contiguous(memory_format=torch.channels_last))
+            loss = F.mse_loss(pred.float(), ab)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(rgb)
+            n += len(rgb)
+        seconds = time.perf_counter() - t0
+        val_loss = validate(model, loaders.val, device, skips)
+        entry = {
+            "epoch": epoch,
+            "train_loss": float(total) / max(n, 1),
+            "val_loss": val_loss,
+            "seconds": seconds,
+            "images_per_s": n / seconds,
+        }
+        run["history"].append(entry)
+        if progress:
+            print(
+                f"epoch {epoch}/{epochs}: train {entry['train_loss']:.5f}  val {val_loss:.5f}  "
+                f"{seconds:.1f}s  {entry['images_per_s']:.0f} img/s",
+                flush=True,
+            )
+        if val_loss < best:
+            best = val_loss
+            path = out_dir / f"model-epoch-{epoch:03d}-val-{val_loss:.5f}.pt"
+            save_atomic(_checkpoint(model, model_name, options, epoch, val_loss, loaders.description), path)
+            run["checkpoints"].append({"epoch": epoch, "path": str(path), "val_loss": val_loss})
+        state = _checkpoint(model, model_name, options, epoch, val_loss, loaders.description)
+        save_atomic({**state, "optimizer": opt.state_dict(), "run": run}, last)
+    return model, run
+
+
+def best_checkpoint(run: dict) -> str:
+    return min(run["checkpoints"], key=lambda c: c["val_loss"])["path"]
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m lib.train",
+        description="Train one colorizer, then score it and the gray baseline on the validation set.",
+    )
+    p.add_argument("--model", default="resnet18", choices=list(models.MODELS))
+    p.add_argument(
+        "--data", default="builtin", help="'builtin' (the embedded photos) or a folder of colour photos"
+    )
+    p.add_argument("--size", type=int, default=64, help="training crop size in pixels")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--val-size", type=float, default=0.1, help="fraction (<1) or count of validation images")
+    p.add_argument("--augment", default="crop", choices=["crop", "affine", "none"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    a = p.parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+
+    device = pick_device(a.device)
+    out = Path(a.out or f"runs/{a.model}-{datetime.now():%Y%m%d-%H%M%S}")
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    val_size = int(a.val_size) if a.val_size >= 1 else a.val_size
+    try:
+        loaders = data.make_loaders(
+            a.data, a.size, a.batch_size, val_size=val_size, max_images=a.max_images,
+            seed=a.seed, augment=a.augment, workers=a.workers, pin_memory=device.type == "cuda",
+        )  # fmt: skip
+        d = loaders.description
+        print(f"data: {d['n_train']} train / {d['n_val']} val images at {a.size}px")
+        _, run = fit(
+            a.model, loaders, out, epochs=a.epochs, lr=a.lr, device=device, seed=a.seed, resume=a.resume
+        )
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    model, _ = load_checkpoint(best_checkpoint(run), device)
+    scores = {
+        a.model: metrics.evaluate(model, loaders.val, device),
+        "gray baseline": metrics.evaluate(metrics.gray_baseline, loaders.val, device),
+    }
+    print(f"\nvalidation set, {scores[a.model]['n_images']} images (best checkpoint, epoch "
+          f"{min(run['checkpoints'], key=lambda c: c['val_loss'])['epoch']}):")  # fmt: skip
+    print(metrics.format_table(scores))
+    results = {
+        **run,
+        "metrics": scores,
+        "provenance": {**provenance(device), "started": started},
+    }
+    results["provenance"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"\nrun folder: {out}  (results.json, checkpoints)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The three models: faithful parameter counts, shapes, and the details that make them what they are."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from lib.models import EditedCNN, OriginalCNN, ResNet18Colorizer, build_model, count_parameters
+
+NAMES = ["original_cnn", "edited_cnn", "resnet18"]
+
+
+def test_parameter_counts_match_the_original():
+    assert count_parameters(build_model("original_cnn")) == 3_892_194  # printed by model.summary()
+    assert count_parameters(build_model("resnet18")) == 954_722  # Melas' ColorizationNet
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("size", [64, 128, 224, 256, 72])
+def test_normalized_l_in_normalized_ab_out_at_input_size(name, size):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    with torch.no_grad():
+        ab = model(torch.rand(2, 1, size, size))
+    assert ab.shape == (2, 2, size, size)
+    assert torch.isfinite(ab).all()
+
+
+def test_build_model_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown model 'unet'"):
+        build_model("unet")
+
+
+def test_original_cnn_tanh_before_the_last_nearest_upsampling_gives_2x2_blocks():
+    model = OriginalCNN().eval()
+    assert isinstance(model.net[-2], nn.Tanh) and isinstance(model.net[-1], nn.Upsample)
+    with torch.no_grad():
+        ab = model(torch.rand(1, 1, 64, 64))
+    assert ab.abs().max() <= 1
+    blocks = ab.unfold(2, 2, 2).unfold(3, 2, 2)  # every 2x2 block holds one value
+    assert torch.equal(blocks.amax((-1, -2)), blocks.amin((-1, -2)))
+
+
+def test_original_cnn_sees_raw_l_as_keras_did():
+    """raw_l=True multiplies the normalized input back to 0-100, as the original fed it."""
+    torch.manual_seed(1)
+    faithful = OriginalCNN(raw_l=True).eval()
+    plain = OriginalCNN(raw_l=False).eval()
+    plain.load_state_dict(faithful.state_dict())
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(faithful(x), plain(x * 100), atol=1e-6)
+
+
+def test_original_cnn_uses_keras_initialisation():
+    model = OriginalCNN()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 12
+    assert all(torch.count_nonzero(c.bias) == 0 for c in convs)
+    w = convs[6].weight  # 256 -> 512: Glorot bound sqrt(6 / (fan_in + fan_out))
+    bound = (6 / (256 * 9 + 512 * 9)) ** 0.5
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+
+
+def test_edited_cnn_changes():
+    model = EditedCNN().eval()
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 11
+    assert isinstance(model.net[-1], nn.Tanh) and model.net[-2].mode == "bilinear"
+    with torch.no_grad():
+        ab = model(torch.rand(1, 1, 64, 64))
+    assert ab.abs().max() <= 1
+    blocks = ab.unfold(2, 2, 2).unfold(3, 2, 2)
+    assert not torch.equal(blocks.amax((-1, -2)), blocks.amin((-1, -2)))  # smooth, not blocky
+
+
+def test_resnet18_first_conv_is_the_rgb_conv_summed_to_one_channel():
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(num_classes=365)
+    torch.manual_seed(0)
+    model = ResNet18Colorizer()
+    assert model.encoder[0].weight.shape == (64, 1, 7, 7)
+    assert torch.allclose(model.encoder[0].weight, reference.conv1.weight.sum(1, keepdim=True))
+    # the first six children of resnet18: conv1, bn1, relu, maxpool, layer1, layer2
+    assert [type(m).__name__ for m in model.encoder] == [
+        "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Sequential", "Sequential"
+    ]  # fmt: skip
+
+
+def test_pretrained_weights_fail_with_a_clear_message_when_they_cannot_be_had(tmp_path, monkeypatch):
+    """Offline (and on CI) the download fails: the error says what to do instead of a traceback."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    # A corrupt file where the download would land: torch.hub uses it instead of the network.
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    target = tmp_path / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[1]
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="could not get torchvision's pretrained ResNet-18"):
+        build_model("resnet18", pretrained=True)

@@ -1,0 +1,36 @@
+"""The project's own promises: one dependency list, the two README commands, CI calls the tests."""
+
+import re
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def conda_pip_list() -> list[str]:
+    """The `- pip:` list of environment.yml (no YAML parser needed for this flat list)."""
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
+    items = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("      - "):
+            break
+        items.append(line.strip()[2:])
+    return items
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
+    assert sorted(conda_pip_list()) == sorted(wanted)
+    assert "torch==2.14.1" in wanted and "torchvision==0.29.1" in wanted
+
+
+def test_readme_names_the_two_commands_and_ci_runs_the_tests():
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
+    assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^run: \$\(VENV\)/\.installed", makefile, re.M)
+    assert re.search(r"^test: \$\(VENV\)/\.installed", makefile, re.M)

@@ -1,0 +1,121 @@
+"""The training loop: it learns, its checkpoints really restore, it resumes exactly."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from lib import data, lab, metrics, train
+from lib.models import build_model
+
+
+def histories_equal(a, b):
+    keys = ["epoch", "train_loss", "val_loss"]
+    return [{k: h[k] for k in keys} for h in a] == [{k: h[k] for k in keys} for h in b]
+
+
+def test_a_short_run_lowers_the_validation_loss(tiny_loaders, tmp_path):
+    torch.manual_seed(0)
+    untrained = build_model("resnet18").to(memory_format=torch.channels_last)
+    before = train.validate(untrained, tiny_loaders.val, torch.device("cpu"), {})
+    _, run = train.fit("resnet18", tiny_loaders, tmp_path, epochs=3, lr=1e-3, progress=False)
+    best = min(h["val_loss"] for h in run["history"])
+    assert best < 0.97 * before
+    assert [h["epoch"] for h in run["history"]] == [1, 2, 3]
+    assert all(h["images_per_s"] > 0 and h["seconds"] > 0 for h in run["history"])
+    assert run["parameters"] == 954_722 and run["data"]["n_train"] == 96
+
+
+def test_checkpoints_restore_identical_predictions(tiny_loaders, tmp_path):
+    model, run = train.fit("edited_cnn", tiny_loaders, tmp_path, epochs=2, progress=False)
+    last = run["checkpoints"][-1]
+    restored, ckpt = train.load_checkpoint(last["path"])
+    assert ckpt["epoch"] == last["epoch"] and ckpt["val_loss"] == last["val_loss"]
+    assert ckpt["model"] == "edited_cnn" and ckpt["normalization"] == lab.NORMALIZATION
+    assert ckpt["data"]["n_train"] == 96 and ckpt["git_commit"]
+    x = torch.rand(3, 1, 32, 32)
+    model.eval()
+    if last["epoch"] == 2:  # the model in memory is the last epoch's
+        with torch.no_grad():
+            assert torch.equal(model(x), restored(x))
+    # and the checkpoint's val loss is what the restored model really scores
+    assert train.validate(restored, tiny_loaders.val, torch.device("cpu"), {}) == pytest.approx(
+        last["val_loss"], rel=1e-5
+    )
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary file
+
+
+def test_two_runs_with_one_seed_give_the_same_numbers(tiny_loaders, tmp_path):
+    _, a = train.fit("original_cnn", tiny_loaders, tmp_path / "a", epochs=1, progress=False)
+    _, b = train.fit("original_cnn", tiny_loaders, tmp_path / "b", epochs=1, progress=False)
+    assert histories_equal(a["history"], b["history"])
+    _, c = train.fit("original_cnn", tiny_loaders, tmp_path / "c", epochs=1, seed=1, progress=False)
+    assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
+
+
+def test_resume_gives_the_same_history_as_an_uninterrupted_run(tiny_loaders, tmp_path):
+    _, whole = train.fit("resnet18", tiny_loaders, tmp_path / "whole", epochs=3, progress=False)
+    train.fit("resnet18", tiny_loaders, tmp_path / "cut", epochs=1, progress=False)
+    _, resumed = train.fit("resnet18", tiny_loaders, tmp_path / "cut", epochs=3, resume=True, progress=False)
+    assert histories_equal(whole["history"], resumed["history"])
+    assert [c["epoch"] for c in whole["checkpoints"]] == [c["epoch"] for c in resumed["checkpoints"]]
+
+
+def test_a_run_folder_is_never_overwritten(tiny_loaders, tmp_path):
+    train.fit("resnet18", tiny_loaders, tmp_path, epochs=1, progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train.fit("resnet18", tiny_loaders, tmp_path, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="cannot resume.*lr"):
+        train.fit("resnet18", tiny_loaders, tmp_path, epochs=2, lr=0.5, resume=True, progress=False)
+    assert before == {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+
+
+def test_load_checkpoint_gives_one_clear_error_for_bad_files(tmp_path):
+    with pytest.raises(ValueError, match="no such checkpoint"):
+        train.load_checkpoint(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        train.load_checkpoint(junk)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="not a bw-colorization-checkpoint/1 checkpoint"):
+        train.load_checkpoint(foreign)
+    model = build_model("resnet18")
+    other = train._checkpoint(model, "resnet18", {}, 1, 0.1, {})
+    other["normalization"] = {**other["normalization"], "ab_scale": 110.0}
+    torch.save(other, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="normalization"):
+        train.load_checkpoint(tmp_path / "other.pt")
+
+
+def test_load_checkpoint_refuses_pickled_code(tmp_path):
+    """weights_only=True: a checkpoint that smuggles an object is rejected, not executed."""
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": train.CHECKPOINT_FORMAT, "payload": data.BadImage("x")}, evil)
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        train.load_checkpoint(evil)
+
+
+def test_command_line_trains_scores_and_writes_results(builtin_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "builtin").symlink_to(builtin_root)
+    out = tmp_path / "run"
+    argv = ["--model", "resnet18", "--size", "32", "--epochs", "2", "--max-images", "64"]
+    assert train.main([*argv, "--workers", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "gray baseline" in printed and "resnet18" in printed
+    results = json.loads((out / "results.json").read_text())
+    for name in ["resnet18", "gray baseline"]:
+        assert all(math.isfinite(results["metrics"][name][k]) for k in metrics.METRICS)
+    assert results["metrics"]["gray baseline"]["colourfulness"] < 0.1
+    assert len(results["history"]) == 2
+    prov = results["provenance"]
+    assert prov["git_commit"] and prov["versions"]["torch"] == torch.__version__
+    assert prov["device"].startswith("cpu") and prov["started"] <= prov["finished"]
+    # a second run into the same folder is refused with exit code 2, nothing replaced
+    assert train.main([*argv, "--workers", "0", "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
