@@ -74,7 +74,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """Decode and convert any Pillow mode to 8-bit sRGB with the EXIF orientation applied.
 
     Transparent pixels are composited over white (what a viewer shows), CMYK and palette images are
-    converted by Pillow, 16-bit images keep their 8 most significant bits.
+    converted by Pillow, 16-bit images keep their 8 most significant bits (32-bit integer images
+    are clipped to 0-255).
     """
     try:
         im.load()
@@ -159,8 +160,8 @@ def scan(root, files: Iterable[str], min_side: int, limit: int | None = None):
         reason = check_header(Path(root, f), min_side)
         if reason is None:
             good.append(f)
-        else:
-            skipped.append((f, reason))
+        else:  # full paths, like the decode-time skips reported by the workers
+            skipped.append((str(Path(root, f)), reason))
             log.warning("%s: skipped: %s", Path(root, f), reason)
     return good, skipped
 

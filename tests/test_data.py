@@ -1,0 +1,477 @@
+"""lib.data on real files written by the tests: listing, splits, the bad-input policy, loaders."""
+
+import gc
+import hashlib
+import io
+import logging
+import os
+import pickle
+import re
+import struct
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lib import data, lab
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def noise(h, w, seed=0):
+    return rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def save(path: Path, arr: np.ndarray, **kw) -> np.ndarray:
+    Image.fromarray(arr).save(path, **kw)
+    return arr
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(kind + payload)
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def write_png16_rgb(path: Path, arr: np.ndarray) -> None:
+    """A 16-bit RGB PNG written by hand (Pillow cannot write one): IHDR depth 16, colour type 2."""
+    h, w, _ = arr.shape
+    rows = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    body = png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(rows))
+    body += png_chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+
+
+def write_png_claiming(path: Path, w: int, h: int) -> None:
+    """A 1x1 PNG whose IHDR is patched to claim w x h (CRC recomputed): a tiny 'bomb'."""
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(buf, "PNG")
+    b = bytearray(buf.getvalue())
+    assert b[12:16] == b"IHDR"
+    b[16:24] = struct.pack(">II", w, h)
+    b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])))
+    path.write_bytes(bytes(b))
+
+
+def folder_state(root: Path) -> dict:
+    """sha256 and mtime of every file below root."""
+    files = [p for p in sorted(root.rglob("*")) if p.is_file()]
+    digest = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    return {p.relative_to(root).as_posix(): (digest[p], p.stat().st_mtime_ns) for p in files}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def drain(loader, seen: dict):
+    """All images of one pass as uint8 HWC arrays, plus every batch's skip list."""
+    images, skips = [], []
+    for batch, bad in loader:
+        assert batch.dtype == torch.uint8
+        data.record_skips(seen, bad)
+        skips += bad
+        images += [b.permute(1, 2, 0).numpy() for b in batch]
+    return images, skips
+
+
+def skip_records(caplog):
+    return [r for r in caplog.records if r.name == "lib.data" and r.levelno == logging.WARNING]
+
+
+# --- list_images ----------------------------------------------------------------------------------
+
+
+def test_list_images_recursive_filtered_sorted(tmp_path):
+    names = ["b.JPG", "a.jpeg", "c.png", "d.webp", "e.BMP", "f.tif", "g.TIFF", "sub/deep/h.Png"]
+    names += ["sub/z.jpg", "notes.txt", "x.gif", "noext", "jpg", ".hidden.jpg", ".git/i.jpg"]
+    names += ["sub/.cache/j.png", "sub/.k.png", "photo.jpg.txt"]
+    for n in names:
+        (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / n).write_bytes(b"")
+    expected = ["a.jpeg", "b.JPG", "c.png", "d.webp", "e.BMP", "f.tif", "g.TIFF"]
+    expected += ["sub/deep/h.Png", "sub/z.jpg"]
+    assert data.list_images(tmp_path) == expected
+    assert data.list_images(str(tmp_path)) == expected
+
+
+def test_list_images_missing_folder(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        data.list_images(missing)
+    (tmp_path / "file.jpg").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="file.jpg"):
+        data.list_images(tmp_path / "file.jpg")
+
+
+# --- rank / split -------------------------------------------------------------------------------
+
+FILES = [f"img_{i:03d}.jpg" for i in range(30)] + [f"sub/p{i}.png" for i in range(10)]
+
+
+def test_rank_is_a_seeded_permutation():
+    r0 = data.rank(FILES, 0)
+    assert sorted(r0) == sorted(FILES) and r0 != sorted(FILES)
+    assert data.rank(FILES, 0) == r0
+    assert data.rank(reversed(FILES), 0) == r0  # depends on names, not on input order
+    assert data.rank(FILES, 1) != r0
+
+
+def test_split_deterministic_and_sized():
+    def split(val_size, seed):
+        return data.split(data.rank(FILES, seed), val_size, seed)
+
+    train, val = split(0.25, 0)
+    assert (len(train), len(val)) == (30, 10)
+    assert sorted(train + val) == sorted(FILES) and not set(train) & set(val)
+    assert train == sorted(train) and val == sorted(val)
+    assert split(0.25, 0) == (train, val)
+    assert split(0.25, 1) != (train, val)
+    assert [len(p) for p in split(3, 0)] == [37, 3]
+    assert set(split(3, 0)[1]) < set(val)  # a smaller val set is a prefix of the same order
+    assert [len(p) for p in split(0.001, 0)] == [39, 1]  # never an empty side
+    assert [len(p) for p in split(100, 0)] == [1, 39]
+
+
+def test_rank_order_stable_when_files_added():
+    old = data.rank(FILES, 7)
+    new = data.rank(FILES + [f"new/{i}.jpg" for i in range(25)], 7)
+    assert [f for f in new if f in set(FILES)] == old
+
+
+# --- the bad-input folder -------------------------------------------------------------------------
+
+VALID = ["good_a.jpg", "good_b.jpeg", "good_a.png", "good_b.png", "rgb16.png", "palette.png"]
+VALID += ["cmyk.jpg", "rgba.png", "exif.jpg"]
+INVALID = {
+    "corrupt.jpg": "not a readable image",
+    "text.png": "not a readable image",
+    "empty.jpg": "empty",
+    "truncated.jpg": "cannot decode",
+    "gray_l.png": "grayscale",
+    "gray16.png": "grayscale",
+    "gray_la.png": "grayscale",
+    "small.png": "smaller",
+    "graycontent.png": "no colour",
+    "bomb.png": "too large",
+}
+LOSSLESS = {"good_a.png", "good_b.png", "rgb16.png", "palette.png", "rgba.png"}
+RED, BLUE = (230, 20, 20), (20, 40, 220)
+
+
+def gradient(h, w, channel, base):
+    a = np.empty((h, w, 3), np.uint8)
+    a[:] = base
+    a[..., channel] = np.linspace(20, 235, w, dtype=np.uint8)[None, :]
+    return a
+
+
+def write_exif_jpeg(path: Path) -> np.ndarray:
+    """48 wide x 32 high, stored with EXIF orientation 6 (rotate 90° clockwise to view).
+
+    A red 16x16 marker sits at the stored top-left: viewed, it lands top-right. Returns the
+    expected viewed image.
+    """
+    a = np.empty((32, 48, 3), np.uint8)
+    a[:] = BLUE
+    a[:16, :16] = RED
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(a).save(path, quality=95, exif=exif)
+    return np.rot90(a, k=-1)  # (48, 32, 3)
+
+
+@pytest.fixture
+def bad_folder(tmp_path):
+    """The bad-input folder: (root, {valid name: expected 32x32 RGB as the loader gives it})."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    exp = {}
+    exp["good_a.jpg"] = save(root / "good_a.jpg", gradient(32, 32, 0, (10, 120, 60)), quality=95)
+    exp["good_b.jpeg"] = save(root / "good_b.jpeg", gradient(32, 32, 2, (180, 90, 0)), quality=95)
+    exp["good_a.png"] = save(root / "good_a.png", noise(32, 32, 1))
+    exp["good_b.png"] = save(root / "good_b.png", noise(32, 32, 2))
+
+    v16 = rng(3).integers(0, 65536, (32, 32, 3), dtype=np.uint16)
+    write_png16_rgb(root / "rgb16.png", v16)
+    exp["rgb16.png"] = (v16 >> 8).astype(np.uint8)
+
+    pal = rng(4).integers(0, 256, (16, 3), dtype=np.uint8)
+    idx = rng(5).integers(0, 16, (32, 32), dtype=np.uint8)
+    p = Image.fromarray(idx, "P")
+    p.putpalette(pal.tobytes())
+    p.save(root / "palette.png")
+    exp["palette.png"] = pal[idx]
+
+    Image.new("CMYK", (32, 32), (0, 200, 255, 0)).save(root / "cmyk.jpg", quality=95)
+    exp["cmyk.jpg"] = np.full((32, 32, 3), (255, 55, 0), np.uint8)  # C,M,Y,K=0 -> 255 - C, ...
+
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[:, :12] = (0, 255, 0, 0)  # fully transparent (its colour must not show)
+    rgba[:, 12:20] = (200, 0, 0, 128)  # half transparent red
+    rgba[:, 20:] = (30, 60, 200, 255)  # opaque blue
+    Image.fromarray(rgba, "RGBA").save(root / "rgba.png")
+    alpha = rgba[..., 3:] / 255.0
+    exp["rgba.png"] = np.round(rgba[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+
+    exp["exif.jpg"] = write_exif_jpeg(root / "exif.jpg")[8:40]  # centre crop of the 32x48 view
+
+    (root / "corrupt.jpg").write_bytes(rng(6).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    (root / "text.png").write_text("this is not a picture\n" * 20)
+    (root / "empty.jpg").write_bytes(b"")
+    buf = io.BytesIO()
+    Image.fromarray(noise(64, 64, 7)).save(buf, "JPEG", quality=95)
+    (root / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    save(root / "gray_l.png", rng(8).integers(0, 256, (40, 40), dtype=np.uint8))
+    save(root / "gray16.png", rng(9).integers(0, 65536, (40, 40), dtype=np.uint16))
+    Image.new("LA", (40, 40), (90, 200)).save(root / "gray_la.png")
+    save(root / "small.png", noise(16, 16, 10))
+    g = rng(11).integers(0, 256, (40, 40, 1), dtype=np.uint8)
+    save(root / "graycontent.png", np.repeat(g, 3, axis=2))
+    write_png_claiming(root / "bomb.png", 20000, 20000)
+
+    assert sorted(os.listdir(root)) == sorted(VALID + list(INVALID))
+    # preconditions about how Pillow sees the hand-made files
+    with Image.open(root / "rgb16.png") as im:
+        assert im.mode == "RGB"
+    with Image.open(root / "gray16.png") as im:
+        assert im.mode.startswith("I")
+    with Image.open(root / "cmyk.jpg") as im:
+        assert im.mode == "CMYK"
+    return root, exp
+
+
+def match(images: list, expected: dict) -> Counter:
+    """Name each loader image by the expected image it is closest to; check it is close."""
+    names = Counter()
+    for img in images:
+        diffs = {n: np.abs(img.astype(int) - e.astype(int)).mean() for n, e in expected.items()}
+        best = min(diffs, key=diffs.get)
+        assert diffs[best] < 4, f"no expected image looks like this one (closest: {best})"
+        if best in LOSSLESS:  # PNG paths must be exact (alpha compositing may round by 1)
+            assert np.abs(img.astype(int) - expected[best].astype(int)).max() <= 1, best
+        names[best] += 1
+    return names
+
+
+def test_bad_input_folder(bad_folder, caplog):
+    root, expected = bad_folder
+    before = folder_state(root)
+    caplog.set_level(logging.WARNING, logger="lib.data")
+    kw = dict(size=32, batch_size=4, workers=0, val_size=2, seed=0, augment="none")
+    loaders = data.make_loaders(root, **kw)
+    seen = {}
+    images, skips = [], []
+    for loader in (loaders.train, loaders.val):
+        ims, sk = drain(loader, seen)
+        images += ims
+        skips += sk
+    assert match(images, expected) == Counter(VALID)  # each valid file exactly once
+
+    # every invalid file is reported exactly once, at scan time or at decode time
+    reported = [(Path(f).name, r) for f, r in loaders.description["skipped"]]
+    reported += [(Path(f).name, r) for f, r in seen.items()]
+    assert Counter(n for n, _ in reported) == Counter(list(INVALID))
+    for name, reason in reported:
+        assert INVALID[name] in reason, (name, reason)
+    assert {Path(f).name for f, _ in skips} == {Path(f).name for f in seen}
+
+    # ... with exactly one log line naming the file, even after a second epoch
+    drain(loaders.train, seen)
+    drain(loaders.val, seen)
+    logged = [Path(r.getMessage().split(": skipped: ")[0]).name for r in skip_records(caplog)]
+    assert Counter(logged) == Counter(list(INVALID))
+    assert folder_state(root) == before  # nothing written, renamed or touched
+
+
+def test_bad_input_description(bad_folder):
+    root, _ = bad_folder
+    desc = data.make_loaders(root, size=32, workers=0, val_size=2, seed=0).description
+    assert desc["source"] == str(root.resolve())
+    # scan-time skips are the 8 header-visible problems; truncated and gray content pass it
+    assert desc["n_val"] == 2 and desc["n_train"] == len(VALID) + 2 - desc["n_val"]
+    assert {Path(f).name for f, _ in desc["skipped"]} == set(INVALID) - {
+        "truncated.jpg",
+        "graycontent.png",
+    }
+
+
+def test_exif_orientation_applied(bad_folder):
+    root, _ = bad_folder
+    with Image.open(root / "exif.jpg") as raw:
+        assert raw.size == (48, 32)
+    with data.open_image(root / "exif.jpg") as im:
+        rgb = np.asarray(data.to_rgb(im))
+    assert rgb.shape == (48, 32, 3)  # width and height swapped
+    top_right, top_left, bottom = rgb[4:12, 20:28], rgb[4:12, 4:12], rgb[36:44, 4:28]
+    assert np.abs(top_right.astype(int) - RED).max() < 20
+    assert np.abs(top_left.astype(int) - BLUE).max() < 20
+    assert np.abs(bottom.astype(int) - BLUE).max() < 20
+
+
+def test_to_rgb_16bit_gray_keeps_high_byte(bad_folder):
+    root, _ = bad_folder
+    with Image.open(root / "gray16.png") as im:
+        raw = np.asarray(im).astype(np.uint16)
+    with data.open_image(root / "gray16.png") as im:
+        rgb = np.asarray(data.to_rgb(im))
+    hi = (raw >> 8).astype(np.uint8)
+    assert all(np.array_equal(rgb[..., c], hi) for c in range(3))
+    assert data.is_gray(Image.fromarray(rgb))
+
+
+def test_check_header_caps(tmp_path):
+    ok = tmp_path / "ok.png"
+    save(ok, noise(40, 40))
+    assert data.check_header(ok, min_side=32) is None
+    reason = data.check_header(ok, min_side=1, max_pixels=1000)  # the explicit cap
+    assert reason is not None and "too large" in reason and "40x40" in reason
+    assert "smaller" in data.check_header(ok, min_side=41)
+
+    # default cap (64 MP) on a header claiming 8500x8500 = 72 MP: ours, below Pillow's own limits
+    write_png_claiming(tmp_path / "b1.png", 8500, 8500)
+    reason = data.check_header(tmp_path / "b1.png", min_side=32)
+    assert "too large" in reason and "8500x8500" in reason and "cap" in reason
+    # above Pillow's warning (89 MP) and error (179 MP) limits: still one clear reason, no warning
+    for side in (10_000, 20_000):
+        write_png_claiming(tmp_path / f"b{side}.png", side, side)
+        assert "too large" in data.check_header(tmp_path / f"b{side}.png", min_side=32)
+
+
+def test_no_valid_image_raises_naming_folder(tmp_path):
+    root = tmp_path / "hopeless"
+    root.mkdir()
+    save(root / "gray.png", rng().integers(0, 256, (40, 40), dtype=np.uint8))
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.png").write_text("hello")
+    with pytest.raises(ValueError, match=re.escape(str(root))):
+        data.make_loaders(root, size=32, workers=0)
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=re.escape(str(empty))):
+        data.make_loaders(empty, size=32, workers=0)
+
+
+# --- the embedded photos ------------------------------------------------------------------------
+
+
+def test_build_builtin_idempotent_and_split_by_photo(tmp_path):
+    root = tmp_path / "b"
+    m1 = data.build_builtin(root, crops=4, side=64)
+    state = folder_state(root)
+    assert data.build_builtin(root, crops=4, side=64) == m1  # reused, not rebuilt
+    assert folder_state(root) == state
+    with pytest.raises(FileExistsError, match=re.escape(str(root))):
+        data.build_builtin(root, crops=5, side=64)
+    with pytest.raises(FileExistsError):
+        data.build_builtin(root, seed=1, crops=4, side=64)
+    assert folder_state(root) == state
+    assert not (tmp_path / "b.tmp").exists()
+
+    train, val = set(m1["train_photos"]), set(m1["val_photos"])
+    assert not train & val and train | val == set(data.BUILTIN_PHOTOS) and len(val) == 2
+    for part, photos in (("train", train), ("val", val)):
+        files = data.list_images(root / part)
+        assert len(files) == 4 * len(photos)
+        assert {f.rsplit("_", 1)[0] for f in files} == photos
+        with Image.open(root / part / files[0]) as im:
+            assert im.size == (64, 64) and im.mode == "RGB"
+
+    data.build_builtin(tmp_path / "again", crops=4, side=64)  # same settings: same bytes
+    hashes = {k: h for k, (h, _) in folder_state(tmp_path / "again").items()}
+    assert hashes == {k: h for k, (h, _) in state.items()}
+
+
+def test_make_loaders_builtin(builtin_root):
+    """The default embedded set (built once per session by the fixture with the default settings)."""
+    loaders = data.make_loaders("builtin", size=32, builtin_root=builtin_root, workers=0)
+    d = loaders.description
+    assert d["source"] == "builtin" and d["n_train"] > 0 and d["n_val"] > 0
+    assert d["n_train"] + d["n_val"] == 8 * d["builtin"]["settings"]["crops"]
+    assert d["skipped"] == []
+    batch, bad = next(iter(loaders.val))
+    assert batch.shape == (32, 3, 32, 32) and batch.dtype == torch.uint8 and bad == []
+    val_photos = set(d["builtin"]["val_photos"])
+    assert all(Path(f).name.rsplit("_", 1)[0] in val_photos for f in loaders.val.dataset.files)
+    assert all(f.startswith("train/") for f in loaders.train.dataset.files)
+
+
+# --- streaming, to_model, workers -----------------------------------------------------------------
+
+
+def test_streaming_memory(tmp_path):
+    """RSS stays flat over an epoch of 2,000 files.
+
+    128x128 images: keeping every decoded train image (1,800 x 48 KB) would grow RSS by ~85 MB, so
+    the 50 MB bound does catch a per-item cache (at 48x48 such a cache would be only 12 MB).
+    """
+    root = tmp_path / "many"
+    root.mkdir()
+    colours = rng(12).integers(0, 256, (2000, 3), dtype=np.uint8)
+    colours[:, 0] = colours[:, 1] // 2  # never gray
+    for i, c in enumerate(colours):
+        a = np.empty((128, 128, 3), np.uint8)
+        a[:] = c
+        a[::4, ::4] = 255 - c
+        Image.fromarray(a).save(root / f"{i:04d}.png", compress_level=1)
+    loaders = data.make_loaders(root, size=32, batch_size=64, workers=0, val_size=0.1)
+    ds = loaders.train.dataset
+    assert len(ds) == 1800 and all(isinstance(f, str) for f in ds.files)
+    assert len(pickle.dumps(ds)) < 200_000  # a list of names, not pixels
+
+    n, start = 0, None
+    for i, (batch, bad) in enumerate(loaders.train):
+        assert bad == []
+        lab.rgb_to_model(batch)
+        n += len(batch)
+        if i == 4:
+            gc.collect()
+            start = rss_bytes()
+    gc.collect()
+    assert n == 1800
+    assert rss_bytes() - start < 50 * 2**20
+
+
+def test_to_model_matches_rgb_to_model():
+    rgb = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    l, ab = data.to_model(rgb, "cpu")  # noqa: E741
+    ref_l, ref_ab = lab.rgb_to_model(rgb)
+    assert torch.equal(l, ref_l) and torch.equal(ab, ref_ab)
+    assert l.shape == (5, 1, 16, 16) and ab.shape == (5, 2, 16, 16)
+
+
+def test_skips_travel_from_worker_processes(tmp_path, caplog):
+    root = tmp_path / "w"
+    root.mkdir()
+    for i in range(8):
+        save(root / f"good_{i}.png", noise(40, 40, 20 + i))
+    buf = io.BytesIO()
+    Image.fromarray(noise(64, 64, 30)).save(buf, "JPEG")
+    (root / "broken.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # header OK
+    caplog.set_level(logging.WARNING, logger="lib.data")
+    loaders = data.make_loaders(root, size=32, batch_size=3, workers=2, val_size=2, seed=0)
+    assert loaders.train.num_workers == 2 and loaders.train.persistent_workers
+    assert loaders.description["skipped"] == []  # only a worker can find this one
+    seen, n, skips = {}, 0, []
+    for loader in (loaders.train, loaders.val, loaders.train):  # two epochs of train
+        ims, sk = drain(loader, seen)
+        n += len(ims)
+        skips += sk
+    broken = str(root / "broken.jpg")
+    in_train = any(f.endswith("broken.jpg") for f in loaders.train.dataset.files)
+    n_train, n_val = len(loaders.train.dataset), len(loaders.val.dataset)
+    assert n == 2 * (n_train - in_train) + (n_val - (not in_train))
+    assert [f for f, _ in skips] == [broken] * (2 if in_train else 1)
+    assert "cannot decode" in seen[broken]
+    assert [r.getMessage() for r in skip_records(caplog)] == [f"{broken}: skipped: {seen[broken]}"]
+    del loaders
+    gc.collect()
