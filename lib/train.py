@@ -305,7 +305,9 @@ def main(argv=None) -> int:
             seed=a.seed, augment=a.augment, workers=a.workers, pin_memory=device.type == "cuda",
         )  # fmt: skip
         d = loaders.description
-        print(f"data: {d['n_train']} train / {d['n_val']} val images at {a.size}px")
+        print(
+            f"data: {d['n_train']} train / {d['n_val']} val images at {a.size}px, {len(d['skipped'])} skipped"
+        )
         _, run = fit(
             a.model, loaders, out, epochs=a.epochs, lr=a.lr, device=device, seed=a.seed, resume=a.resume
         )
@@ -320,6 +322,8 @@ def main(argv=None) -> int:
     print(f"\nvalidation set, {scores[a.model]['n_images']} images (best checkpoint, epoch "
           f"{min(run['checkpoints'], key=lambda c: c['val_loss'])['epoch']}):")  # fmt: skip
     print(metrics.format_table(scores))
+    if run["skipped_during_training"]:
+        print(f"{len(run['skipped_during_training'])} more files skipped while training (see the log above)")
     results = {
         **run,
         "metrics": scores,
