@@ -4,23 +4,41 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PROFILE ?= quick
+DATA ?=
 
-.PHONY: run test clean
+.PHONY: run test figures chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# The main job: train the ResNet-18 colorizer on the embedded photos (offline, CPU is enough),
-# then print its validation metrics next to the gray baseline's.
-run: $(VENV)/.installed
-	$(BIN)/python -m lib.train --model resnet18 --data builtin --size 64 --epochs 10
+# The main job: run the four notebooks headlessly (papermill) with a parameter profile, export
+# them to HTML and PDF, and write results and charts into a new folder runs/<profile>-<time>/.
+#   make run                                   quick profile: embedded photos, CPU, ~7 minutes
+#   make run PROFILE=full DATA=/path/to/photos the original's settings, for a GPU server
+run: $(VENV)/.installed chromium
+	$(BIN)/python -m lib.pipeline --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+
+# Refresh figures/ (the reference run that README shows) from a new quick run, on purpose.
+figures: $(VENV)/.installed chromium
+	$(BIN)/python -m lib.pipeline --profile quick --publish
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The PDF export prints the HTML with a headless Chromium (Debian's package). Install it where we
+# can (root with apt-get); elsewhere say so once, and the run still writes the HTML.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the PDF export ..."; \
+	    (apt-get install -y -qq chromium || (apt-get update -qq && apt-get install -y -qq chromium)) \
+	      >/dev/null 2>&1 || echo "could not install chromium: the PDFs will be skipped"; \
+	  else echo "no chromium (sudo apt-get install chromium): the PDFs will be skipped"; fi
 
 clean:
 	rm -rf runs data/builtin .pytest_cache

@@ -262,6 +262,13 @@ def collate(items):
     return batch, bad
 
 
+def sample_images(dataset: PhotoFolder, n: int = 6) -> torch.Tensor:
+    """n images spread evenly over a dataset (the same ones every time), as a uint8 batch."""
+    picks = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int)
+    items = [dataset[int(i)] for i in picks]
+    return torch.stack([x for x in items if isinstance(x, torch.Tensor)])
+
+
 def to_model(rgb: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 batch from a loader -> (l, ab) on `device`: the only place training data becomes Lab."""
     rgb = rgb.to(device, non_blocking=True)
@@ -282,6 +289,8 @@ BUILTIN_PHOTOS = {
     "flower": ("sklearn.datasets", "images/flower.jpg"),
 }
 BUILTIN_VERSION = 1
+# The repository's data/ folder, whatever the working directory (notebooks run in notebooks/).
+DEFAULT_BUILTIN_ROOT = Path(__file__).resolve().parents[1] / "data" / "builtin"
 
 
 def builtin_photo_path(name: str) -> Path:
@@ -290,7 +299,7 @@ def builtin_photo_path(name: str) -> Path:
 
 
 def build_builtin(
-    root="data/builtin", seed: int = 0, n_val_photos: int = 2, crops: int = 60, side: int = 256
+    root=DEFAULT_BUILTIN_ROOT, seed: int = 0, n_val_photos: int = 2, crops: int = 60, side: int = 256
 ) -> dict:
     """Write the embedded data set (random square crops of the 8 photos) under root, if missing.
 
@@ -352,7 +361,7 @@ def make_loaders(
     seed: int = 0,
     augment: str = "crop",
     workers: int | None = None,
-    builtin_root="data/builtin",
+    builtin_root=None,
     pin_memory: bool = False,
 ) -> Loaders:
     """Train and val loaders over the embedded photos ("builtin") or any folder of colour photos.
@@ -364,8 +373,8 @@ def make_loaders(
     """
     workers = default_workers() if workers is None else workers
     if str(source) == "builtin":
-        built = build_builtin(builtin_root, seed=0)
-        root = Path(builtin_root)
+        root = Path(builtin_root or DEFAULT_BUILTIN_ROOT)
+        built = build_builtin(root, seed=0)
         train_files, skip_t = scan(
             root, rank([f"train/{f}" for f in list_images(root / "train")], seed), size, max_images
         )

@@ -135,11 +135,13 @@ def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> d
     return out
 
 
-def format_table(rows: dict[str, dict]) -> str:
-    """A plain-text table: one row per model (or baseline), one column per metric."""
+def format_table(rows: dict[str, dict], markdown: bool = False) -> str:
+    """One row per model (or baseline), one column per metric: plain text, or Markdown."""
     cols = ["ab_mse", "psnr", "ssim", "delta_e", "colourfulness", "delta_cf", "auc"]
-    head = f"{'':<14}" + "".join(f"{c:>14}" for c in cols)
-    lines = [head]
-    for name, m in rows.items():
-        lines.append(f"{name:<14}" + "".join(f"{m[c]:>14.4f}" for c in cols))
+    if markdown:
+        lines = ["| | " + " | ".join(cols) + " |", "|---" + "|---:" * len(cols) + "|"]
+        lines += [f"| {n} | " + " | ".join(f"{m[c]:.4g}" for c in cols) + " |" for n, m in rows.items()]
+        return "\n".join(lines)
+    lines = [f"{'':<14}" + "".join(f"{c[:9]:>10}" for c in cols)]
+    lines += [f"{n[:14]:<14}" + "".join(f"{m[c]:>10.4g}" for c in cols) for n, m in rows.items()]
     return "\n".join(lines)

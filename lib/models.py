@@ -4,6 +4,8 @@ Every model takes the normalized lightness l = L/100, shape (N, 1, H, W), and re
 ab = (a, b)/128, shape (N, 2, H, W), at the input size (see lib/lab.py).
 """
 
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -134,7 +136,8 @@ class ResNet18Colorizer(nn.Module):
         conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
         conv1.weight.data = resnet.conv1.weight.data.sum(dim=1, keepdim=True)
         resnet.conv1 = conv1
-        self.encoder = nn.Sequential(*list(resnet.children())[0:6])
+        # conv1, bn1, relu, maxpool, layer1, layer2 (named, so tables and state dicts read well)
+        self.encoder = nn.Sequential(OrderedDict(list(resnet.named_children())[0:6]))
 
         def block(cin, cout):
             return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
@@ -177,3 +180,48 @@ def build_model(name: str, **options) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _describe(name: str, m: nn.Module) -> str:
+    if isinstance(m, nn.Conv2d):
+        s = " stride 2" if m.stride[0] == 2 else ""
+        return f"Conv {m.kernel_size[0]}x{m.kernel_size[1]}, {m.in_channels} -> {m.out_channels}{s}"
+    if isinstance(m, nn.Upsample):
+        return f"Upsample x2 ({m.mode})"
+    if isinstance(m, nn.MaxPool2d):
+        return "MaxPool 3x3 stride 2"
+    if isinstance(m, nn.Sequential):  # a ResNet stage
+        return f"ResNet {name}: {len(m)} BasicBlocks"
+    return type(m).__name__
+
+
+def layer_table(model: nn.Module, size: int = 256) -> str:
+    """A Markdown table of the model's layers: output shape and parameters, for a size x size input.
+
+    Activations and BatchNorm are folded into the row of the layer they follow, as Keras'
+    model.summary() shows the original CNN's 15 layers.
+    """
+    rows, hooks = [], []
+    for seq in (m for m in model.children() if isinstance(m, nn.Sequential)):
+        for name, child in seq.named_children():
+
+            def hook(mod, inp, out, name=name):
+                n_params = count_parameters(mod)
+                if isinstance(mod, (nn.ReLU, nn.Tanh, nn.BatchNorm2d)) and rows:
+                    rows[-1][0] += f" + {type(mod).__name__}"
+                    rows[-1][1], rows[-1][2] = tuple(out.shape[1:]), rows[-1][2] + n_params
+                else:
+                    rows.append([_describe(name, mod), tuple(out.shape[1:]), n_params])
+
+            hooks.append(child.register_forward_hook(hook))
+    was_training = model.training
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 1, size, size))
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    lines = ["| # | layer | output (C x H x W) | parameters |", "|---|---|---|---:|"]
+    for i, (desc, shape, n) in enumerate(rows, 1):
+        lines.append(f"| {i} | {desc} | {' x '.join(map(str, shape))} | {n:,} |")
+    lines.append(f"| | **total** | | **{count_parameters(model):,}** |")
+    return "\n".join(lines)

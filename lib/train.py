@@ -3,6 +3,7 @@
 A run lives in one folder:
   last.pt                              everything needed to resume (weights, optimizer, history)
   model-epoch-007-val-0.01234.pt       a checkpoint each time the validation loss improves
+                                       (or only best.pt, with keep_all=False)
   results.json                         (the command line) history, metrics, provenance
 Every checkpoint is written to a temporary file and renamed, so a crash never leaves half a file.
 A folder that already holds a run is never overwritten: resume it or pick another folder.
@@ -13,21 +14,18 @@ numbers, and a resumed run gives the same history as one that never stopped.
 """
 
 import argparse
-import json
 import logging
 import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lib import data, lab, metrics, models
+from lib import data, lab, metrics, models, results
 
 CHECKPOINT_FORMAT = "bw-colorization-checkpoint/1"
 
@@ -44,49 +42,6 @@ def pick_device(requested: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def git_commit() -> str:
-    """The commit of the code that ran, with "-dirty" if it had uncommitted changes."""
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def provenance(device) -> dict:
-    """Who computed this: code version, package versions, machine and device."""
-    import numpy
-    import PIL
-    import skimage
-    import torchvision
-
-    device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return {
-        "git_commit": git_commit(),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__,
-            "pillow": PIL.__version__,
-            "scikit-image": skimage.__version__,
-        },
-        "device": f"{device.type}: {name or platform.machine()}",
-        "cpu_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-    }
 
 
 # --- checkpoints ----------------------------------------------------------------------------------
@@ -135,7 +90,7 @@ def _checkpoint(model, name, options, epoch, val_loss, description, **extra) -> 
         "epoch": epoch,
         "val_loss": val_loss,
         "data": description,
-        "git_commit": git_commit(),
+        "git_commit": results.git_commit(),
         **extra,
     }
 
@@ -172,11 +127,15 @@ def fit(
     device="auto",
     seed: int = 0,
     resume: bool = False,
+    keep_all: bool = True,
     progress: bool = True,
 ) -> tuple[torch.nn.Module, dict]:
     """Train `model_name` on loaders.train, validate each epoch, checkpoint the best.
 
     Returns (the trained model as of the last epoch, the run record).
+
+    keep_all=True keeps a checkpoint for every improvement of the validation loss (for a
+    checkpoint analysis); False keeps only the best one, as best.pt.
 
     The run record: model, options, normalization, settings, data description, per-epoch history
     (train loss, val loss, seconds, images/s), checkpoints (epoch, path, val loss), device.
@@ -208,6 +167,9 @@ def fit(
     if resume and last.exists():
         state = torch.load(last, map_location=device, weights_only=True)
         mismatch = {k for k in ("model", "options") if state[k] != run[k]}
+        same_data = ("source", "size", "seed", "val_size", "max_images", "n_train", "n_val")
+        if any(state["data"].get(k) != loaders.description.get(k) for k in same_data):
+            mismatch.add("data")
         mismatch |= {k for k in settings if k != "epochs" and state["run"]["settings"][k] != settings[k]}
         if mismatch:
             raise ValueError(f"{last}: cannot resume, the run used other {', '.join(sorted(mismatch))}")
@@ -256,12 +218,22 @@ def fit(
             )
         if val_loss < best:
             best = val_loss
-            path = out_dir / f"model-epoch-{epoch:03d}-val-{val_loss:.5f}.pt"
+            name = f"model-epoch-{epoch:03d}-val-{val_loss:.5f}.pt" if keep_all else "best.pt"
+            path = out_dir / name
             save_atomic(_checkpoint(model, model_name, options, epoch, val_loss, loaders.description), path)
-            run["checkpoints"].append({"epoch": epoch, "path": str(path), "val_loss": val_loss})
+            entry = {"epoch": epoch, "path": str(path), "val_loss": val_loss}
+            run["checkpoints"] = [*run["checkpoints"], entry] if keep_all else [entry]
         state = _checkpoint(model, model_name, options, epoch, val_loss, loaders.description)
         save_atomic({**state, "optimizer": opt.state_dict(), "run": run}, last)
     return model, run
+
+
+@torch.no_grad()
+def predict(model, rgb: torch.Tensor, device) -> torch.Tensor:
+    """Normalized ab the model predicts for a uint8 RGB batch (on the CPU, float32)."""
+    model.eval()
+    l, _ = data.to_model(rgb, device)
+    return model(l).float().cpu()
 
 
 def best_checkpoint(run: dict) -> str:
@@ -297,7 +269,7 @@ def main(argv=None) -> int:
 
     device = pick_device(a.device)
     out = Path(a.out or f"runs/{a.model}-{datetime.now():%Y%m%d-%H%M%S}")
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = results.now()
     val_size = int(a.val_size) if a.val_size >= 1 else a.val_size
     try:
         loaders = data.make_loaders(
@@ -324,13 +296,7 @@ def main(argv=None) -> int:
     print(metrics.format_table(scores))
     if run["skipped_during_training"]:
         print(f"{len(run['skipped_during_training'])} more files skipped while training (see the log above)")
-    results = {
-        **run,
-        "metrics": scores,
-        "provenance": {**provenance(device), "started": started},
-    }
-    results["provenance"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    results.save(out / "results.json", **run, metrics=scores, provenance=results.provenance(device, started))
     print(f"\nrun folder: {out}  (results.json, checkpoints)")
     return 0
 

@@ -69,6 +69,9 @@ def test_a_run_folder_is_never_overwritten(tiny_loaders, tmp_path):
         train.fit("resnet18", tiny_loaders, tmp_path, epochs=1, progress=False)
     with pytest.raises(ValueError, match="cannot resume.*lr"):
         train.fit("resnet18", tiny_loaders, tmp_path, epochs=2, lr=0.5, resume=True, progress=False)
+    other_data = tiny_loaders._replace(description={**tiny_loaders.description, "n_train": 1})
+    with pytest.raises(ValueError, match="cannot resume.*data"):
+        train.fit("resnet18", other_data, tmp_path, epochs=2, resume=True, progress=False)
     assert before == {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
 
 
@@ -101,8 +104,7 @@ def test_load_checkpoint_refuses_pickled_code(tmp_path):
 
 def test_command_line_trains_scores_and_writes_results(builtin_root, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "builtin").symlink_to(builtin_root)
+    monkeypatch.setattr(data, "DEFAULT_BUILTIN_ROOT", builtin_root)
     out = tmp_path / "run"
     argv = ["--model", "resnet18", "--size", "32", "--epochs", "2", "--max-images", "64"]
     assert train.main([*argv, "--workers", "0", "--out", str(out)]) == 0

@@ -1,0 +1,195 @@
+"""Run the notebooks headlessly, in order, with one parameter profile; export HTML and PDF.
+
+    python -m lib.pipeline                         # the quick profile (what `make run` does)
+    python -m lib.pipeline --profile full --data /path/to/photos
+    python -m lib.pipeline --set epochs=2 --set image_size=32
+
+A profile (notebooks/profiles/<name>.yaml) holds parameters for every notebook at its top level
+and per-notebook ones under the notebook's name; each notebook receives the ones its `parameters`
+cell declares. Everything goes into one new folder, runs/<profile>-<time>/: the executed
+notebooks, html/ (self-contained: images embedded, formulas typeset by a local copy of MathJax),
+pdf/ (printed from the HTML by a headless Chromium, when there is one), results/, figures/ and
+checkpoints/. A failing notebook stops the run with exit code 1 and a line naming the notebook and
+the cell; the partly executed notebook stays for inspection.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO / "notebooks"
+NOTEBOOKS = ["01_OriginalCNN", "02_EditedCNN", "03_ResNet18", "04_Comparison"]
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"  # the one config jupyter-server-mathjax ships
+# On paper, long code lines wrap instead of being cut off at the page edge.
+PRINT_CSS = "<style>@media print { pre { white-space: pre-wrap !important; } }</style>"
+
+
+def load_profile(name: str) -> dict:
+    path = Path(name) if name.endswith((".yaml", ".yml")) else NOTEBOOK_DIR / "profiles" / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such profile")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def check_dataset(profile: dict, overrides: dict, name: str) -> None:
+    """A profile without a dataset (full) needs one from the command line, before anything runs."""
+    dataset = overrides.get("dataset", profile.get("dataset"))
+    if dataset is None:
+        raise ValueError(f"profile {name} needs a folder of photos: --data DIR (make run DATA=DIR)")
+    if dataset != "builtin" and not Path(dataset).is_dir():
+        raise FileNotFoundError(f"{dataset}: no such folder")
+
+
+def parameters_for(notebook: str, profile: dict, overrides: dict) -> dict:
+    """The profile's common values, then the notebook's own, then overrides; only declared names."""
+    import papermill
+
+    declared = papermill.inspect_notebook(NOTEBOOK_DIR / f"{notebook}.ipynb")
+    merged = {k: v for k, v in profile.items() if not isinstance(v, dict)}
+    merged |= profile.get(notebook, {}) | overrides
+    return {k: v for k, v in merged.items() if k in declared}
+
+
+def execute(notebook: str, out_dir: Path, parameters: dict) -> Path:
+    import papermill
+
+    dst = out_dir / f"{notebook}.ipynb"
+    papermill.execute_notebook(
+        NOTEBOOK_DIR / f"{notebook}.ipynb",
+        dst,
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=NOTEBOOK_DIR,
+        progress_bar=False,
+        request_save_on_cell_execute=True,  # keep what ran if a cell fails
+    )
+    return dst
+
+
+def export_html(ipynb: Path, html_dir: Path) -> Path:
+    """Self-contained HTML; formulas use html_dir/mathjax/, copied there once (no CDN)."""
+    import jupyter_server_mathjax
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    mathjax = html_dir / "mathjax"
+    if not mathjax.exists():
+        shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", mathjax)
+    exporter = HTMLExporter(mathjax_url=f"mathjax/MathJax.js?config={MATHJAX_CONFIG}")
+    body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
+    body = body.replace("</head>", f"{PRINT_CSS}</head>", 1)
+    out = html_dir / f"{ipynb.stem}.html"
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+def export_pdf(html: Path, pdf_dir: Path, chromium: str) -> Path:
+    """Print the HTML to PDF with a headless Chromium (offline; waits for MathJax to finish)."""
+    pdf_dir.mkdir(parents=True, exist_ok=True)
+    out = pdf_dir / f"{html.stem}.pdf"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [
+                chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", f"--user-data-dir={profile}", "--no-pdf-header-footer",
+                "--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw",
+                f"--print-to-pdf={out}", html.resolve().as_uri(),
+            ],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+    if not out.is_file() or out.stat().st_size == 0:
+        raise RuntimeError(f"{html}: Chromium wrote no PDF")
+    return out
+
+
+def run(profile_name="quick", out_dir=None, overrides=None, notebooks=NOTEBOOKS, pdf=True) -> Path:
+    """Execute and export the notebooks; returns the run folder. Raises on the first failure."""
+    import papermill
+
+    profile = load_profile(profile_name)
+    check_dataset(profile, overrides or {}, profile_name)
+    out = Path(out_dir or REPO / "runs" / f"{Path(profile_name).stem}-{datetime.now():%Y%m%d-%H%M%S}")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: already exists and is not empty; choose another --out")
+    (out / "html").mkdir(parents=True, exist_ok=True)
+    overrides = {**(overrides or {}), "out_dir": str(out.resolve())}
+    chromium = find_chromium() if pdf else None
+    if pdf and chromium is None:
+        print("PDF export skipped: no Chromium found (Debian/Ubuntu: apt-get install chromium)")
+    timings = {}
+    for nb in notebooks:
+        t0 = time.perf_counter()
+        print(f"{nb}: running ...", flush=True)
+        try:
+            executed = execute(nb, out, parameters_for(nb, profile, overrides))
+        except papermill.PapermillExecutionError as e:
+            raise RuntimeError(
+                f"{nb} failed in cell {e.exec_count} ({e.ename}: {e.evalue}); "
+                f"the partly executed notebook is {out / (nb + '.ipynb')}"
+            ) from None
+        html = export_html(executed, out / "html")
+        if chromium:
+            export_pdf(html, out / "pdf", chromium)
+        timings[nb] = round(time.perf_counter() - t0, 1)
+        print(f"{nb}: done in {timings[nb]} s", flush=True)
+    record = {"profile": profile_name, "overrides": overrides, "seconds": timings}
+    (out / "pipeline.json").write_text(json.dumps(record, indent=1))
+    return out
+
+
+def publish(run_dir: Path, figures_dir: Path = REPO / "figures") -> None:
+    """Copy a finished run's charts and results files into figures/ (the reference run README shows)."""
+    figures_dir.mkdir(exist_ok=True)
+    for f in sorted((run_dir / "figures").glob("*")) + sorted((run_dir / "results").glob("*.json")):
+        shutil.copy2(f, figures_dir / f.name)
+    shutil.copy2(run_dir / "pipeline.json", figures_dir / "pipeline.json")
+
+
+def _value(text: str):
+    """--set values are YAML scalars: 3, 0.001, null, builtin, true."""
+    return yaml.safe_load(text)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lib.pipeline", description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", default="quick", help="quick, full, or a path to a YAML profile")
+    p.add_argument("--data", default=None, help="a folder of colour photos (sets `dataset`)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<profile>-<time>)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
+    p.add_argument("--no-pdf", action="store_true", help="skip the PDF export")
+    p.add_argument("--publish", action="store_true", help="copy the charts and results into figures/")
+    a = p.parse_args(argv)
+    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
+    if a.data:
+        overrides["dataset"] = a.data
+    try:
+        out = run(a.profile, a.out, overrides, pdf=not a.no_pdf)
+    except (RuntimeError, ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if a.publish:
+        publish(out)
+        print("figures/ refreshed from this run")
+    print(f"done: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Every chart of the notebooks. Each function takes plain numbers or images (usually read from
+results files, so a chart can be redrawn without retraining) and returns a matplotlib Figure;
+`save` writes it as PNG together with a JSON file holding the data behind it.
+"""
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from lib import lab
+
+GRAY = "#8c8c8c"
+COLOURS = {"original_cnn": "#c0392b", "edited_cnn": "#2471a3", "resnet18": "#1e8449", "gray baseline": GRAY}
+LABELS = {
+    "original_cnn": "OriginalCNN",
+    "edited_cnn": "EditedCNN",
+    "resnet18": "ResNet18",
+    "gray baseline": "gray baseline",
+}
+# (metric, label, True when higher is better)
+METRIC_INFO = [
+    ("ab_mse", "ab MSE (Lab units²)", False),
+    ("psnr", "PSNR (dB)", True),
+    ("ssim", "SSIM", True),
+    ("delta_e", "ΔE (CIEDE2000)", False),
+    ("colourfulness", "colourfulness", None),  # closer to the truth is better: see ΔCF
+    ("delta_cf", "ΔCF", False),
+    ("auc", "AuC (ab error ≤ t, t = 0–150)", True),
+]
+
+
+def save(fig, path, data) -> Path:
+    """Write fig as PNG and `data` (what it shows) as JSON beside it; returns the PNG path."""
+    path = Path(path).with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    path.with_suffix(".json").write_text(json.dumps(data, indent=1, default=float))
+    return path
+
+
+def loss_curves(histories: dict, title: str, reference: dict | None = None):
+    """Train (dashed) and validation (solid) loss per epoch, one colour per model.
+
+    `histories` maps a model name to its history list (lib.train). All on the normalized scale
+    ((a, b)/128, the original CNN's), so curves from different models are comparable.
+    `reference` maps a label to a list of per-epoch losses to draw in black (e.g. the original's).
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for label, losses in (reference or {}).items():
+        ax.plot(range(1, len(losses) + 1), losses, ":x", color="k", ms=4, label=label)
+    for name, hist in histories.items():
+        epochs = [h["epoch"] for h in hist]
+        c = COLOURS.get(name)
+        ax.plot(
+            epochs, [h["train_loss"] for h in hist], "--", color=c, label=f"{LABELS.get(name, name)} train"
+        )
+        ax.plot(
+            epochs, [h["val_loss"] for h in hist], "-o", ms=3, color=c, label=f"{LABELS.get(name, name)} val"
+        )
+    ax.set(xlabel="epoch", ylabel="MSE on (a, b)/128", title=title)
+    ax.set_ylim(bottom=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def checkpoint_analysis(rows: list[dict]):
+    """Validation loss and evaluation time of each saved checkpoint (rows from the notebook)."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    epochs = [r["epoch"] for r in rows]
+    ax.plot(epochs, [r["val_loss"] for r in rows], "-o", color=COLOURS["resnet18"], label="val loss")
+    ax.set(xlabel="checkpoint epoch", ylabel="val MSE on (a, b)/128 (all val images)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [r["seconds"] for r in rows], "-s", color="#b03a2e", label="evaluation time")
+    ax2.set_ylabel("seconds to evaluate all val images")
+    ax2.set_ylim(0, max(r["seconds"] for r in rows) * 1.3)
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3)
+    ax.set_title("ResNet18: every saved checkpoint, loaded and evaluated")
+    return fig
+
+
+def comparison_bars(scores: dict):
+    """One small bar chart per metric; `scores` maps a model name to lib.metrics.evaluate output."""
+    names = list(scores)
+    fig, axes = plt.subplots(2, 4, figsize=(12, 5.2))
+    for ax, (key, label, higher) in zip(axes.flat, METRIC_INFO, strict=False):
+        vals = [scores[n][key] for n in names]
+        ax.bar(range(len(names)), vals, color=[COLOURS.get(n, "#555") for n in names])
+        if key == "colourfulness":
+            truth = scores[names[0]]["colourfulness_true"]
+            ax.axhline(truth, color="k", ls=":", lw=1, label="ground truth")
+            ax.legend(fontsize=7)
+        hint = "" if higher is None else (" ↑" if higher else " ↓")
+        ax.set_title(label + hint, fontsize=9)
+        ax.set_xticks(range(len(names)), [LABELS.get(n, n) for n in names], rotation=30, fontsize=7)
+        for i, v in enumerate(vals):
+            ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=7)
+        ax.margins(y=0.15)
+    axes.flat[-1].axis("off")
+    axes.flat[-1].text(0, 0.5, "↑ higher is better\n↓ lower is better", fontsize=9, va="center")
+    fig.suptitle("All models and the gray baseline: one held-out set, one scale")
+    fig.tight_layout()
+    return fig
+
+
+def _hwc(rgb: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) float [0, 1] or uint8 -> (N, H, W, 3) uint8 numpy for imshow."""
+    if rgb.dtype != torch.uint8:
+        rgb = lab.to_uint8(rgb)
+    return rgb.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def image_grid(columns: dict, title: str | None = None, cell: float = 1.6):
+    """Rows of images: `columns` maps a column title to an (N, 3, H, W) RGB batch."""
+    titles, batches = list(columns), [_hwc(b) for b in columns.values()]
+    n = len(batches[0])
+    fig, axes = plt.subplots(n, len(titles), figsize=(cell * len(titles), cell * n), squeeze=False)
+    for j, (t, imgs) in enumerate(zip(titles, batches, strict=True)):
+        for i in range(n):
+            axes[i, j].imshow(imgs[i])
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[0, j].set_title(t, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid(rgb_true: torch.Tensor, predictions: dict):
+    """gray input | each model | ground truth, for the same images.
+
+    `predictions` maps a model name to its predicted normalized ab for `rgb_true` (uint8 batch).
+    """
+    l, _ = lab.rgb_to_model(rgb_true)
+    gray = lab.model_to_rgb(l, torch.zeros(l.shape[0], 2, *l.shape[2:]))
+    cols = {"gray input": gray}
+    cols |= {LABELS.get(k, k): lab.model_to_rgb(l, ab) for k, ab in predictions.items()}
+    cols["ground truth"] = rgb_true
+    return image_grid(cols)
+
+
+def lab_channels(rgb: torch.Tensor):
+    """One photo as the model sees it: L (the input) and a, b (what it must predict)."""
+    x = lab.rgb_to_lab(rgb[:1])[0]
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
+    axes[0].imshow(_hwc(rgb[:1])[0])
+    axes[0].set_title("colour photo")
+    axes[1].imshow(x[0], cmap="gray", vmin=0, vmax=100)
+    axes[1].set_title("L: lightness (input)")
+    im = axes[2].imshow(x[1], cmap="RdYlGn_r", vmin=-80, vmax=80)
+    axes[2].set_title("a: green (-) to red (+)")
+    axes[3].imshow(x[2], cmap="coolwarm", vmin=-80, vmax=80)
+    axes[3].set_title("b: blue (-) to yellow (+)")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=axes[2:], shrink=0.8, label="Lab units")
+    return fig
+
+
+def original_chart_redrawn(as_published: dict, one_scale: dict, ours: dict):
+    """The original's "MSE across All Architectures" as published, on one scale, and ours."""
+    panels = [
+        ("as published (mixed scales)", as_published),
+        ("the same numbers on one scale\n(a*, b*)/128", one_scale),
+        ("ours: one scale, one held-out set", ours),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    for ax, (title, values) in zip(axes, panels, strict=True):
+        colours = [COLOURS.get(k, COLOURS.get(_key(k), "#7b241c")) for k in values]
+        ax.bar(range(len(values)), list(values.values()), color=colours)
+        ax.set_xticks(range(len(values)), list(values), rotation=20, fontsize=8)
+        for i, v in enumerate(values.values()):
+            ax.text(i, v, f"{v:.4f}" if v >= 1e-4 else f"{v:.1e}", ha="center", va="bottom", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.margins(y=0.15)
+    axes[0].set_ylabel("final MSE")
+    fig.tight_layout()
+    return fig
+
+
+def _key(label: str) -> str:
+    """The model key behind a display label (for colours)."""
+    return {v: k for k, v in LABELS.items()}.get(label, label)
