@@ -15,6 +15,7 @@ the cell; the partly executed notebook stays for inspection.
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,8 @@ NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = ["01_OriginalCNN", "02_EditedCNN", "03_ResNet18", "04_Comparison"]
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"  # the one config jupyter-server-mathjax ships
 # On paper, long code lines wrap instead of being cut off at the page edge.
+# The template loads require.js from a CDN for interactive widgets; these notebooks have none.
+REMOTE_SCRIPT = re.compile(r'<script src="https?://[^"]*"[^>]*>\s*</script>\s*')
 PRINT_CSS = "<style>@media print { pre { white-space: pre-wrap !important; } }</style>"
 
 
@@ -86,7 +89,7 @@ def export_html(ipynb: Path, html_dir: Path) -> Path:
         shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", mathjax)
     exporter = HTMLExporter(mathjax_url=f"mathjax/MathJax.js?config={MATHJAX_CONFIG}")
     body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
-    body = body.replace("</head>", f"{PRINT_CSS}</head>", 1)
+    body = REMOTE_SCRIPT.sub("", body).replace("</head>", f"{PRINT_CSS}</head>", 1)
     out = html_dir / f"{ipynb.stem}.html"
     out.write_text(body, encoding="utf-8")
     return out
@@ -155,11 +158,14 @@ def run(profile_name="quick", out_dir=None, overrides=None, notebooks=NOTEBOOKS,
 
 
 def publish(run_dir: Path, figures_dir: Path = REPO / "figures") -> None:
-    """Copy a finished run's charts and results files into figures/ (the reference run README shows)."""
-    figures_dir.mkdir(exist_ok=True)
-    for f in sorted((run_dir / "figures").glob("*")) + sorted((run_dir / "results").glob("*.json")):
+    """Copy a finished run's charts (with their data) into figures/ and its results files into
+    figures/results/: the reference run that README shows. Replaces what was there, on purpose."""
+    (figures_dir / "results").mkdir(parents=True, exist_ok=True)
+    for f in sorted((run_dir / "figures").glob("*")):
         shutil.copy2(f, figures_dir / f.name)
-    shutil.copy2(run_dir / "pipeline.json", figures_dir / "pipeline.json")
+    for f in sorted((run_dir / "results").glob("*.json")):
+        shutil.copy2(f, figures_dir / "results" / f.name)
+    shutil.copy2(run_dir / "pipeline.json", figures_dir / "results" / "pipeline.json")
 
 
 def _value(text: str):

@@ -4,6 +4,7 @@ results files, so a chart can be redrawn without retraining) and returns a matpl
 """
 
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -127,7 +128,7 @@ def image_grid(columns: dict, title: str | None = None, cell: float = 1.6):
             axes[i, j].imshow(imgs[i])
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
-        axes[0, j].set_title(t, fontsize=9)
+        axes[0, j].set_title(textwrap.fill(t, 16), fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

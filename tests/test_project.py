@@ -1,9 +1,11 @@
 """The project's own promises: one dependency list, the two README commands, CI calls the tests."""
 
+import json
 import re
+import tomllib
 from pathlib import Path
 
-import tomllib
+from lib import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,3 +36,10 @@ def test_readme_names_the_two_commands_and_ci_runs_the_tests():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^run: \$\(VENV\)/\.installed", makefile, re.M)
     assert re.search(r"^test: \$\(VENV\)/\.installed", makefile, re.M)
+
+
+def test_readme_results_table_is_the_reference_runs():
+    """Every number of README's results table comes from figures/results/comparison.json."""
+    path = ROOT / "figures" / "results" / "comparison.json"
+    scores = json.loads(path.read_text())["metrics"]
+    assert metrics.format_table(scores, markdown=True) in (ROOT / "README.md").read_text()

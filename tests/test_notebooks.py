@@ -1,0 +1,139 @@
+"""The notebooks: clean sources, consistent profiles, and a real headless run of all four."""
+
+import json
+import math
+import re
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import papermill
+import pytest
+import yaml
+from PIL import Image
+
+from lib import pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_the_four_notebooks_are_there_in_reading_order():
+    assert [p.stem for p in NOTEBOOKS] == pipeline.NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_are_committed_clean(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters`"
+    assert "out_dir" in papermill.inspect_notebook(path)
+
+
+def test_profiles_only_set_parameters_the_notebooks_declare():
+    declared = {p.stem: set(papermill.inspect_notebook(p)) for p in NOTEBOOKS}
+    everywhere = set().union(*declared.values())
+    for profile in (ROOT / "notebooks" / "profiles").glob("*.yaml"):
+        values = yaml.safe_load(profile.read_text())
+        for key, value in values.items():
+            if isinstance(value, dict):
+                assert key in declared, f"{profile.name}: no notebook {key}"
+                assert set(value) <= declared[key], (
+                    f"{profile.name}: {key} lacks {set(value) - declared[key]}"
+                )
+            else:
+                assert key in everywhere, f"{profile.name}: no notebook declares {key}"
+
+
+def test_colab_cells_and_badges_point_at_the_project():
+    url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    slug = url.removeprefix("https://github.com/")
+    readme = (ROOT / "README.md").read_text()
+    for path in NOTEBOOKS:
+        first = json.loads(path.read_text())["cells"][1]
+        assert url in "".join(first["source"]) and "google.colab" in "".join(first["source"])
+        badge = f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name}"
+        assert badge in readme, f"README lacks the Colab badge of {path.name}"
+
+
+def test_parameters_merge_common_then_notebook_then_overrides():
+    profile = {"dataset": "builtin", "epochs": 3, "lr": 0.5, "01_OriginalCNN": {"epochs": 7}}
+    got = pipeline.parameters_for("01_OriginalCNN", profile, {"lr": 0.1, "not_a_parameter": 1})
+    assert got == {"dataset": "builtin", "epochs": 7, "lr": 0.1}
+    comparison = pipeline.parameters_for("04_Comparison", profile, {})
+    assert "epochs" not in comparison and comparison["dataset"] == "builtin"
+
+
+def test_a_profile_without_data_stops_before_running_anything(tmp_path, capsys):
+    assert pipeline.main(["--profile", "full", "--out", str(tmp_path / "run")]) == 1
+    assert "needs a folder of photos" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """Thirty small colourful images: smooth gradients with a coloured disc."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:40, 0:40] / 40
+    for i in range(30):
+        c0, c1, c2 = rng.uniform(0, 255, (3, 3))
+        img = c0 * (1 - x[..., None]) + c1 * x[..., None]
+        img[(x - 0.5) ** 2 + (y - 0.5) ** 2 < rng.uniform(0.02, 0.1)] = c2
+        Image.fromarray(img.astype(np.uint8)).save(root / f"photo_{i:02d}.png")
+    return root
+
+
+def tiny_profile(tmp_path, photo_folder, **extra) -> str:
+    profile = {
+        "dataset": str(photo_folder), "image_size": 32, "eval_size": 32, "epochs": 1,
+        "batch_size": 8, "val_size": 6, "workers": 0, "progress": False, "n_samples": 3, **extra,
+    }  # fmt: skip
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return str(path)
+
+
+def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_path, photo_folder):
+    out = pipeline.run(tiny_profile(tmp_path, photo_folder), tmp_path / "run", pdf=True)
+    for name in ["original_cnn", "edited_cnn", "resnet18"]:
+        res = json.loads((out / "results" / f"{name}.json").read_text())
+        for model in [name, "gray baseline"]:
+            assert all(math.isfinite(v) for v in res["metrics"][model].values())
+        assert res["metrics"][name]["n_images"] == 6
+        assert res["params"]["dataset"] == str(photo_folder) and res["params"]["epochs"] == 1
+        assert res["provenance"]["git_commit"] and res["history"][0]["epoch"] == 1
+    comparison = json.loads((out / "results" / "comparison.json").read_text())
+    assert set(comparison["metrics"]) == {"original_cnn", "edited_cnn", "resnet18", "gray baseline"}
+    charts = [
+        "lab_channels", "loss_original_cnn", "samples_original_cnn", "edited_cnn_bug",
+        "loss_edited_cnn", "loss_cnn_before_after", "samples_cnn_before_after", "loss_resnet18",
+        "resnet18_checkpoints", "samples_resnet18", "comparison", "samples",
+        "original_chart_one_scale",
+    ]  # fmt: skip
+    for chart in charts:
+        assert (out / "figures" / f"{chart}.png").stat().st_size > 1000
+        json.loads((out / "figures" / f"{chart}.json").read_text())  # the data behind it
+    for nb in pipeline.NOTEBOOKS:
+        html = (out / "html" / f"{nb}.html").read_text()
+        assert "data:image/png;base64" in html  # images embedded
+        assert not re.search(r"<script[^>]+src=\"https?://", html)  # no CDN
+        assert 'src="mathjax/MathJax.js' in html
+    assert (out / "html" / "mathjax" / "MathJax.js").is_file()
+    if pipeline.find_chromium():  # CI machines may have none: then the run prints a line instead
+        for nb in pipeline.NOTEBOOKS:
+            assert (out / "pdf" / f"{nb}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_a_failing_notebook_stops_the_run_and_names_the_cell(tmp_path, photo_folder, capsys):
+    profile = tiny_profile(tmp_path, photo_folder, lr=-1.0)  # Adam refuses a negative rate
+    code = pipeline.main(["--profile", profile, "--out", str(tmp_path / "run"), "--no-pdf"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert re.search(r"01_OriginalCNN failed in cell \d+ \(ValueError: Invalid learning rate", err)
+    partial = json.loads((tmp_path / "run" / "01_OriginalCNN.ipynb").read_text())
+    ran = [c for c in partial["cells"] if c["cell_type"] == "code" and c["execution_count"]]
+    assert len(ran) >= 4  # the cells before the failure kept their outputs
+    assert not (tmp_path / "run" / "02_EditedCNN.ipynb").exists()
