@@ -70,6 +70,15 @@ def open_image(path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     return im
 
 
+def decode(im: Image.Image) -> Image.Image:
+    """Decode the pixels of a lazily opened image; truncated or corrupt data raises BadImage."""
+    try:
+        im.load()
+    except Exception as e:  # truncated / corrupt data surfaces only here
+        raise BadImage(f"cannot decode ({type(e).__name__}: {e})") from None
+    return im
+
+
 def to_rgb(im: Image.Image) -> Image.Image:
     """Decode and convert any Pillow mode to 8-bit sRGB with the EXIF orientation applied.
 
@@ -77,8 +86,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
     converted by Pillow, 16-bit images keep their 8 most significant bits (32-bit integer images
     are clipped to 0-255).
     """
+    decode(im)
     try:
-        im.load()
         im = ImageOps.exif_transpose(im)
         if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
             # 16-bit gray: Pillow's convert("L") clips instead of scaling, so scale by hand.
@@ -91,10 +100,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
             white = Image.new("RGBA", im.size, (255, 255, 255, 255))
             im = Image.alpha_composite(white, im)
         return im.convert("RGB")
-    except BadImage:
-        raise
-    except Exception as e:  # truncated / corrupt data surfaces only here
-        raise BadImage(f"cannot decode ({type(e).__name__}: {e})") from None
+    except Exception as e:
+        raise BadImage(f"cannot convert ({type(e).__name__}: {e})") from None
 
 
 def is_gray(im: Image.Image) -> bool:
@@ -267,6 +274,15 @@ def sample_images(dataset: PhotoFolder, n: int = 6) -> torch.Tensor:
     picks = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int)
     items = [dataset[int(i)] for i in picks]
     return torch.stack([x for x in items if isinstance(x, torch.Tensor)])
+
+
+def held_out_photos(loaders: "Loaders", n: int = 2) -> list[Path]:
+    """Full-resolution files of n held-out photos: the embedded set's held-out photos themselves
+    (not their crops), or the first n held-out files of a folder."""
+    if loaders.description["source"] == "builtin":
+        return [builtin_photo_path(p) for p in loaders.description["builtin"]["val_photos"][:n]]
+    ds = loaders.val.dataset
+    return [ds.root / f for f in ds.files[:n]]
 
 
 def to_model(rgb: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:

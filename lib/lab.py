@@ -50,11 +50,11 @@ def _consts(device):
     return to_xyz, from_xyz
 
 
-def _chunked(fn, x, *consts):
-    """Apply fn to (B, 3, P) views of x in pieces of about _CHUNK pixels; returns (N, 3, H, W)."""
+def _chunked(fn, x, *consts, channels=3, dtype=torch.float32):
+    """Apply fn to (B, 3, P) views of x in pieces of about _CHUNK pixels; returns (N, C, H, W)."""
     n, _, h, w = x.shape
-    flat = x.reshape(n, 3, h * w)
-    out = torch.empty(flat.shape, dtype=torch.float32, device=x.device)
+    flat = x.reshape(n, x.shape[1], h * w)
+    out = torch.empty((n, channels, h * w), dtype=dtype, device=x.device)
     budget = _GPU_CHUNK if x.device.type == "cuda" else _CPU_CHUNK
     if h * w >= budget:  # one big image: walk along its pixels
         for i in range(n):
@@ -64,30 +64,76 @@ def _chunked(fn, x, *consts):
         step = budget // (h * w)
         for s in range(0, n, step):
             out[s : s + step] = fn(flat[s : s + step], *consts)
-    return out.reshape(n, 3, h, w)
+    return out.reshape(n, channels, h, w)
 
 
 def _rgb_to_lab_block(rgb, to_xyz):
     if rgb.dtype == torch.uint8:
         rgb = rgb.float() / 255.0
     rgb = rgb.float()
-    lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).pow(2.4), rgb / 12.92)
-    xyz = to_xyz @ lin  # already divided by the reference white
+    xyz = to_xyz @ _linearize(rgb)  # already divided by the reference white
     f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856).pow(1 / 3), 7.787 * xyz + 16 / 116)
     fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
     return torch.stack((116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)), dim=1)
 
 
-def _lab_to_rgb_block(lab, from_xyz):
+def _lab_to_linear(lab, from_xyz):
+    """Lab -> linear RGB, unclipped (values outside [0, 1] are out of the sRGB gamut)."""
     lab = lab.float()
     fy = (lab[:, 0] + 16) / 116
     fx = lab[:, 1] / 500 + fy
     fz = (fy - lab[:, 2] / 200).clamp_min(0)  # skimage clips negative z to 0 the same way
     f = torch.stack((fx, fy, fz), dim=1)
     xyz = torch.where(f > 0.2068966, f.pow(3), (f - 16 / 116) / 7.787)
-    lin = from_xyz @ xyz  # reference white folded in
+    return from_xyz @ xyz  # reference white folded in
+
+
+def _lab_to_rgb_block(lab, from_xyz):
+    lin = _lab_to_linear(lab, from_xyz)
     rgb = torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(0.0031308).pow(1 / 2.4) - 0.055, 12.92 * lin)
     return rgb.clamp(0, 1)
+
+
+def _encode_lut(device):
+    """linear RGB quantized to 16 bits -> 8-bit sRGB, exact to rounding (2**16 entries, 64 KB)."""
+    lin = torch.linspace(0, 1, 65536, dtype=torch.float64)
+    srgb = torch.where(lin > 0.0031308, 1.055 * lin.pow(1 / 2.4) - 0.055, 12.92 * lin)
+    return (srgb * 255).round().to(torch.uint8).to(device)
+
+
+def _outside(lin, tol=1e-4):
+    return ((lin < -tol) | (lin > 1 + tol)).any(1)
+
+
+def _lab_to_rgb8_block(lab, from_xyz, lut, steps=8):
+    lab = lab.float()
+    lin = _lab_to_linear(lab, from_xyz)
+    # skimage's z clipping (b* too large for L*) is also out of gamut: it would change the colour
+    bad = _outside(lin) | ((lab[:, 0] + 16) / 116 - lab[:, 2] / 200 < 0)
+    if bad.any():  # shrink the chroma of those pixels by bisection: same L*, same hue
+        px = lab.permute(0, 2, 1)[bad]  # (P, 3)
+        lo, hi = torch.zeros(len(px), device=lab.device), torch.ones(len(px), device=lab.device)
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            trial = torch.cat((px[:, :1], px[:, 1:] * mid[:, None]), 1).T[None]
+            ok = ~(
+                _outside(_lab_to_linear(trial, from_xyz)) | (trial[:, 2] > 200 * (trial[:, 0] + 16) / 116)
+            )[0]
+            lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+        fitted = torch.cat((px[:, :1], px[:, 1:] * lo[:, None]), 1).T[None]
+        lin.permute(0, 2, 1)[bad] = _lab_to_linear(fitted, from_xyz)[0].T
+    return lut[(lin.clamp(0, 1) * 65535).round().long()]
+
+
+def _rgb_to_l_block(rgb, lut, weights):
+    lin = lut[rgb.long()] if rgb.dtype == torch.uint8 else _linearize(rgb.float())
+    y = (weights[None, :, None] * lin).sum(1, keepdim=True)  # relative luminance Y (white = 1)
+    f = torch.where(y > 0.008856, y.clamp_min(0.008856).pow(1 / 3), 7.787 * y + 16 / 116)
+    return 116 * f - 16
+
+
+def _linearize(rgb):
+    return torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).pow(2.4), rgb / 12.92)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -100,6 +146,35 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) Lab -> float32 sRGB in [0, 1]; out-of-gamut colours are clipped as skimage does."""
     _check(lab, "lab")
     return _chunked(_lab_to_rgb_block, lab, _consts(lab.device)[1])
+
+
+def lab_to_rgb8(lab: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) Lab -> uint8 sRGB, showing colours outside the sRGB gamut at the same L* and hue.
+
+    lab_to_rgb clips each RGB channel, as skimage does, which changes a colour's lightness (by tens
+    of L* units for saturated dark or bright colours). Here only the chroma of such a colour shrinks
+    (bisection, 8 steps) until it fits, so the image shows exactly the given lightness. In-gamut
+    colours are converted as lab_to_rgb does. Made for full-resolution outputs: one pass, 8-bit out.
+    """
+    _check(lab, "lab")
+    lut = _encode_lut(lab.device)
+    return _chunked(_lab_to_rgb8_block, lab, _consts(lab.device)[1], lut, dtype=torch.uint8)
+
+
+def rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) sRGB (uint8 or float in [0, 1]) -> L* (N, 1, H, W): lightness alone, ~3x faster
+    than rgb_to_lab for big photos (a 256-entry table linearizes 8-bit values)."""
+    _check(rgb, "rgb")
+    lut = _linearize(torch.arange(256, dtype=torch.float64) / 255).float().to(rgb.device)
+    weights = _XYZ_FROM_RGB[1].to(rgb.device, torch.float32)
+    return _chunked(_rgb_to_l_block, rgb, lut, weights, channels=1)
+
+
+def gray_to_l(gray: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) uint8 gray (R = G = B) -> L* (N, 1, H, W), by a 256-entry table: exact."""
+    levels = torch.arange(256, dtype=torch.uint8).expand(1, 3, 256)[..., None]  # (1, 3, 256, 1)
+    table = rgb_to_l(levels.contiguous()).flatten().to(gray.device)
+    return table[gray.long()]
 
 
 def _check(x, name):

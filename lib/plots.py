@@ -135,6 +135,19 @@ def image_grid(columns: dict, title: str | None = None, cell: float = 1.6):
     return fig
 
 
+def photo_row(images: dict, height: float = 3.2):
+    """PIL images of one photo side by side (any sizes), titled by the dict's keys."""
+    widths = [im.width / im.height for im in images.values()]
+    fig, axes = plt.subplots(1, len(images), figsize=(height * sum(widths), height), width_ratios=widths)
+    for ax, (title, im) in zip(axes, images.items(), strict=True):
+        ax.imshow(im, cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
 def sample_grid(rgb_true: torch.Tensor, predictions: dict):
     """gray input | each model | ground truth, for the same images.
 

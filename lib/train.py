@@ -75,12 +75,19 @@ def load_checkpoint(path, device="cpu") -> tuple[torch.nn.Module, dict]:
         )
     # Never download weights to rebuild a model whose weights we are about to load anyway.
     options = {**ckpt["options"], **({"pretrained": False} if "pretrained" in ckpt["options"] else {})}
-    model = models.build_model(ckpt["model"], **options)
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model = models.build_model(ckpt["model"], **options)
+        model.load_state_dict(ckpt["state_dict"])
+    except (ValueError, TypeError, RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise ValueError(
+            f"{path}: does not fit this version's {ckpt.get('model')!r} model ({first})"
+        ) from None
     return model.to(device).eval(), ckpt
 
 
-def _checkpoint(model, name, options, epoch, val_loss, description, **extra) -> dict:
+def make_checkpoint(model, name, options, epoch, val_loss, description, **extra) -> dict:
+    """What a checkpoint file holds: weights plus everything needed to rebuild and judge them."""
     return {
         "format": CHECKPOINT_FORMAT,
         "model": name,
@@ -220,10 +227,12 @@ def fit(
             best = val_loss
             name = f"model-epoch-{epoch:03d}-val-{val_loss:.5f}.pt" if keep_all else "best.pt"
             path = out_dir / name
-            save_atomic(_checkpoint(model, model_name, options, epoch, val_loss, loaders.description), path)
+            save_atomic(
+                make_checkpoint(model, model_name, options, epoch, val_loss, loaders.description), path
+            )
             entry = {"epoch": epoch, "path": str(path), "val_loss": val_loss}
             run["checkpoints"] = [*run["checkpoints"], entry] if keep_all else [entry]
-        state = _checkpoint(model, model_name, options, epoch, val_loss, loaders.description)
+        state = make_checkpoint(model, model_name, options, epoch, val_loss, loaders.description)
         save_atomic({**state, "optimizer": opt.state_dict(), "run": run}, last)
     return model, run
 

@@ -113,6 +113,8 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
         "resnet18_checkpoints", "samples_resnet18", "comparison", "samples",
         "original_chart_one_scale",
     ]  # fmt: skip
+    charts += [p.stem for p in (out / "figures").glob("colorized_*.png")]  # full-resolution photos
+    assert len(charts) == 15
     for chart in charts:
         assert (out / "figures" / f"{chart}.png").stat().st_size > 1000
         json.loads((out / "figures" / f"{chart}.json").read_text())  # the data behind it

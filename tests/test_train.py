@@ -87,7 +87,7 @@ def test_load_checkpoint_gives_one_clear_error_for_bad_files(tmp_path):
     with pytest.raises(ValueError, match="not a bw-colorization-checkpoint/1 checkpoint"):
         train.load_checkpoint(foreign)
     model = build_model("resnet18")
-    other = train._checkpoint(model, "resnet18", {}, 1, 0.1, {})
+    other = train.make_checkpoint(model, "resnet18", {}, 1, 0.1, {})
     other["normalization"] = {**other["normalization"], "ab_scale": 110.0}
     torch.save(other, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="normalization"):

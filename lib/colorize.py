@@ -1,0 +1,271 @@
+"""Colorize your own photos with a trained checkpoint, at full resolution.
+
+    colorize photos/ --checkpoint runs/.../checkpoints/resnet18/model-epoch-010-val-0.02731.pt
+    python -m lib.colorize old.jpg "scans/**/*.png" --checkpoint best.pt --out colour/ --side-by-side
+
+The model sees each photo at its working size (the checkpoint's training size unless --size says
+otherwise; photos are squeezed to a square, as in training); its predicted colour (a*, b*) is
+upsampled to the photo's own size and paired with the photo's own full-resolution lightness L*.
+So the output has the input's exact size and every detail of its lightness. Colours that sRGB
+cannot show are desaturated at constant lightness and hue (lib.lab.lab_to_rgb8) instead of clipped.
+
+Outputs mirror the input tree under --out (default: a new folder "<inputs>-colorized" beside the
+common folder of the inputs). Inputs are never written; an existing output is skipped and reported
+unless --overwrite. Exit codes: 0 all written, 1 some inputs skipped or failed, 2 usage error or
+unusable checkpoint.
+"""
+
+import argparse
+import glob
+import logging
+import os
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+from tqdm.auto import tqdm
+
+from lib import data, lab, train
+
+FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
+FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
+ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
+
+# --- one image: split, predict, finish ------------------------------------------------------------
+
+
+def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """Apply the EXIF orientation; return (8-bit "L" for gray modes or else "RGB", alpha or None)."""
+    gray = image.mode in data.GRAY_MODES
+    image = ImageOps.exif_transpose(image)
+    alpha = None
+    if image.mode in ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image, alpha = rgba.convert("RGB"), rgba.getchannel("A")
+    rgb = data.to_rgb(image)  # CMYK, palette, 16-bit ... -> 8-bit RGB
+    return (rgb.getchannel("R") if gray else rgb), alpha
+
+
+def lightness(img: Image.Image, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(full-resolution L* (1, 1, H, W), the model's input l at size x size (1, 1, s, s))."""
+    x = torch.from_numpy(np.array(img)).to(device)  # a writable copy
+    if img.mode == "L":  # R = G = B: a 256-entry table gives L* exactly, ~10x faster
+        l_full = lab.gray_to_l(x[None, None])
+    else:
+        l_full = lab.rgb_to_l(x.permute(2, 0, 1)[None])
+    small = F.interpolate(l_full, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return l_full, small / lab.L_SCALE
+
+
+def finish(l_full, ab_small, alpha=None, gray: bool = False) -> Image.Image:
+    """Predicted normalized ab at the working size + full-resolution L* -> the colour photo.
+
+    gray=True returns the input as the model reads it (a* = b* = 0) instead, for side-by-side."""
+    ab = F.interpolate(ab_small, size=l_full.shape[-2:], mode="bilinear", align_corners=False) * lab.AB_SCALE
+    lab_img = torch.cat((l_full, torch.zeros_like(ab) if gray else ab), 1)
+    rgb = lab.lab_to_rgb8(lab_img)[0].permute(1, 2, 0).cpu().numpy()
+    out = Image.fromarray(rgb, "RGB")
+    if alpha is not None:
+        out.putalpha(alpha)
+    return out
+
+
+def colorize_image(image: Image.Image, model, size: int = 256) -> Image.Image:
+    """Colorize one PIL image (any mode) at its full resolution with a model from load_checkpoint.
+
+    A colour input is colorized from its lightness; an alpha channel is kept as it was; the output
+    is 8-bit RGB (RGBA with alpha) of the input's size, EXIF orientation applied.
+    """
+    device = next(model.parameters()).device
+    img, alpha = split_alpha(image)
+    l_full, small = lightness(img, size, device)
+    model.eval()
+    with torch.no_grad():
+        ab = model(small).float()
+    return finish(l_full, ab, alpha)
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def expand_inputs(args: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """INPUT arguments -> ([(image file, the folder its path is mirrored from)], [unmatched args]).
+
+    A folder is recursed; a glob ("*.jpg", "photos/**/*.png") is expanded; a file is itself."""
+    found, missing = [], []
+    for arg in args:
+        paths = (
+            [Path(arg)] if Path(arg).exists() else [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
+        )
+        if not paths:
+            missing.append(arg)
+        for p in paths:
+            if p.is_dir():
+                found += [(p / f, p) for f in data.list_images(p)]
+            elif p.is_file():
+                found.append((p, p.parent))
+    return found, missing
+
+
+def plan_outputs(files, out: Path | None, fmt: str | None) -> tuple[Path, list[tuple[Path, Path]]]:
+    """[(input, output)]: the inputs' tree mirrored under `out`, relative to their common folder."""
+    pairs = [(f.resolve(), r.resolve()) for f, r in files]
+    base = Path(os.path.commonpath([str(r) for _, r in pairs]))
+    out = Path(out).resolve() if out else base.parent / f"{base.name}-colorized"
+    plan = []
+    for f, _ in pairs:
+        rel = f.relative_to(base)
+        plan.append((f, out / (rel.with_suffix("." + fmt.lower().lstrip(".")) if fmt else rel)))
+    return out, plan
+
+
+def save(img: Image.Image, path: Path, source: Image.Image, overwrite: bool) -> None:
+    """Write atomically in the format of path's suffix; keep the EXIF (and an RGB input's ICC
+    profile) where the format takes them. Without overwrite, an existing file is never replaced."""
+    fmt = FORMATS[path.suffix.lower()]
+    if fmt in ("JPEG", "BMP") and img.mode == "RGBA":  # no alpha there: composite over white
+        img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img).convert("RGB")
+    kw = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    icc = source.info.get("icc_profile")
+    if icc and source.mode in ("RGB", "RGBA") and fmt != "BMP":
+        kw["icc_profile"] = icc
+    exif = source.getexif()
+    if len(exif) and fmt in ("JPEG", "WEBP", "PNG"):
+        exif.pop(0x0112, None)  # orientation: already applied to the pixels
+        kw["exif"] = exif.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        img.save(tmp, fmt, **kw)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # raises FileExistsError rather than replace a file that appeared
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def side_by_side(gray: Image.Image, colour: Image.Image) -> Image.Image:
+    both = Image.new(colour.mode, (colour.width * 2, colour.height), "white")
+    both.paste(gray, (0, 0))
+    both.paste(colour, (colour.width, 0))
+    return both
+
+
+def colorize_files(plan, model, size: int, batch_size: int, side: bool, overwrite: bool) -> dict:
+    """Colorize (input, output) pairs, batch_size photos per model call. Returns the tallies."""
+    device = next(model.parameters()).device
+    model.eval()
+    tally = {"written": 0, "skipped": Counter(), "failed": 0, "colour_inputs": 0}
+    inputs = {src for src, _ in plan}
+
+    def skip(src, reason):
+        print(f"{src}: skipped: {reason}", file=sys.stderr)
+        tally["skipped"][reason.split(" (")[0].split(":")[0]] += 1
+
+    todo = []
+    for src, dst in plan:
+        if dst in inputs:
+            skip(src, "its output would replace an input")
+        elif dst.exists() and not overwrite:
+            skip(src, "output exists (use --overwrite)")
+        else:
+            todo.append((src, dst))
+    bar = tqdm(total=len(todo), desc="colorize", unit="img", disable=None)
+    for start in range(0, len(todo), batch_size):
+        batch = []  # (src, dst, source image, alpha, L full, l small)
+        for src, dst in todo[start : start + batch_size]:
+            try:
+                with data.open_image(src) as im:
+                    source = data.decode(im).copy()
+                img, alpha = split_alpha(source)
+                tally["colour_inputs"] += img.mode == "RGB" and not data.is_gray(img)
+                batch.append((src, dst, source, alpha, *lightness(img, size, device)))
+            except data.BadImage as e:
+                skip(src, str(e))
+                bar.update()
+        if not batch:
+            continue
+        with torch.no_grad():
+            preds = model(torch.cat([b[5] for b in batch])).float()
+        for (src, dst, source, alpha, l_full, _), ab in zip(batch, preds, strict=True):
+            try:
+                out = finish(l_full, ab[None], alpha)
+                if side:
+                    out = side_by_side(finish(l_full, ab[None], alpha, gray=True), out)
+                save(out, dst, source, overwrite)
+                tally["written"] += 1
+            except FileExistsError:
+                skip(src, "output exists (use --overwrite)")
+            except Exception as e:  # one file's failure (disk full, odd format) must not stop the rest
+                print(f"{src}: failed: {type(e).__name__}: {e}", file=sys.stderr)
+                tally["failed"] += 1
+            bar.update()
+    bar.close()
+    return tally
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="colorize", description="Colorize photos with a trained checkpoint, at full resolution."
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursed), globs")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by lib.train / the notebooks")
+    p.add_argument("--out", type=Path, help="output folder (default: <inputs' folder>-colorized)")
+    p.add_argument("--format", help="write this format (png, jpg, webp, bmp, tif) instead of the input's")
+    p.add_argument("--size", type=int, help="the size the model sees (default: its training size)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--batch-size", type=int, default=4, help="photos per model call (default 4)")
+    p.add_argument("--side-by-side", action="store_true", help="write gray | colour side by side")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    a = p.parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+
+    def usage(msg: str) -> int:
+        print(f"colorize: error: {msg}", file=sys.stderr)
+        return 2
+
+    if a.format and f".{a.format.lower().lstrip('.')}" not in FORMATS:
+        return usage(f"--format {a.format}: choose one of png, jpg, webp, bmp, tif")
+    if a.batch_size < 1 or (a.size is not None and a.size < 8):
+        return usage("--batch-size must be >= 1 and --size >= 8")
+    try:
+        model, ckpt = train.load_checkpoint(a.checkpoint, train.pick_device(a.device))
+    except (ValueError, RuntimeError) as e:
+        return usage(str(e))
+    files, missing = expand_inputs(a.inputs)
+    for m in missing:
+        print(f"{m}: skipped: no such file, folder or match", file=sys.stderr)
+    if not files:
+        return usage("no input image found")
+    out, plan = plan_outputs(files, a.out, a.format)
+    folders = [Path(i).resolve() for i in a.inputs if Path(i).is_dir()]
+    if any(out == f or out.is_relative_to(f) for f in folders):
+        return usage(f"--out {out} is inside an input folder; choose a folder outside the inputs")
+
+    size = a.size or ckpt["data"].get("size") or 256
+    tally = colorize_files(plan, model, size, a.batch_size, a.side_by_side, a.overwrite)
+    tally["skipped"]["no such input"] += len(missing)
+    n_skipped = sum(tally["skipped"].values())
+    reasons = ", ".join(f"{n} {r}" for r, n in tally["skipped"].items() if n)
+    line = f"colorize: {tally['written']} written to {out}, {n_skipped} skipped"
+    line += f" ({reasons})" if reasons else ""
+    line += f", {tally['failed']} failed"
+    if tally["colour_inputs"]:
+        line += f"; {tally['colour_inputs']} input(s) already in colour were colorized from their lightness"
+    print(line)
+    return 0 if n_skipped == 0 and tally["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

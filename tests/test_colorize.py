@@ -1,0 +1,270 @@
+"""Colorizing your own photos: full resolution, every input mode, never overwriting, exit codes."""
+
+import hashlib
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+
+from lib import colorize, lab, train
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_loaders, tmp_path_factory):
+    """A checkpoint the training loop really wrote (one epoch of ResNet18 at 32 px)."""
+    out = tmp_path_factory.mktemp("ckpt")
+    _, run = train.fit("resnet18", tiny_loaders, out, epochs=1, progress=False)
+    return train.best_checkpoint(run)
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint):
+    return train.load_checkpoint(checkpoint)[0]
+
+
+def lightness(img: Image.Image) -> np.ndarray:
+    x = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)[None]
+    return lab.rgb_to_lab(x)[0, 0].numpy()
+
+
+def photo(w, h, seed=0) -> Image.Image:
+    """A colourful test image: gradients plus noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([255 * x / max(w - 1, 1), 255 * y / max(h - 1, 1), 128 + 0 * x], -1)
+    return Image.fromarray(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8))
+
+
+def png16(arr: np.ndarray) -> bytes:
+    """A 16-bit PNG (gray or RGB) written by hand: Pillow cannot write 16-bit RGB."""
+    h, w, c = arr.shape
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 3: 2}[c], 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("size", [(1, 1), (300, 1), (1, 300), (17, 33), (640, 9), (123, 77)])
+def test_output_has_the_input_size_and_its_lightness(model, size):
+    img = photo(*size).convert("L")
+    out = colorize.colorize_image(img, model, size=32)
+    assert out.size == img.size and out.mode == "RGB"
+    diff = np.abs(lightness(out) - lightness(img))
+    assert diff.max() <= 1.0 and diff.mean() <= 0.3  # equal to within 8-bit rounding
+
+
+def test_out_of_gamut_colours_keep_lightness_and_hue():
+    g = torch.Generator().manual_seed(0)
+    L = torch.rand(1, 1, 60, 60, generator=g) * 100
+    x = torch.cat((L, (torch.rand(1, 2, 60, 60, generator=g) - 0.5) * 250), 1)
+    rgb8 = lab.lab_to_rgb8(x)
+    clipped = lab.to_uint8(lab.lab_to_rgb(x))
+    shown, shown_clipped = lab.rgb_to_lab(rgb8), lab.rgb_to_lab(clipped)
+    assert (shown_clipped[:, 0] - L[:, 0]).abs().max() > 10  # clipping moves L* a lot
+    assert (shown[:, 0] - L[:, 0]).abs().max() < 1.0  # desaturating does not (8-bit rounding)
+    # in-gamut colours: exactly what lab_to_rgb gives (to 8-bit rounding)
+    inside = (lab.rgb_to_lab(lab.lab_to_rgb(x)) - x).abs().amax(1) < 1e-2
+    assert inside.float().mean() > 0.05
+    diff = (rgb8.int() - clipped.int()).abs().amax(1)[inside]
+    assert diff.max() <= 1
+    # out of gamut: less chroma, same hue
+    out = ~inside & ((shown[:, 1:] ** 2).sum(1) > 25)
+    hue = torch.atan2(x[:, 2], x[:, 1])[out]
+    hue_shown = torch.atan2(shown[:, 2], shown[:, 1])[out]
+    assert (torch.remainder(hue - hue_shown + torch.pi, 2 * torch.pi) - torch.pi).abs().median() < 0.05
+    assert (shown[:, 1:].norm(dim=1)[out] <= x[:, 1:].norm(dim=1)[out] + 0.5).all()  # chroma
+
+
+def test_lightness_alone_matches_rgb_to_lab():
+    rgb = torch.randint(0, 256, (2, 3, 50, 70), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(lab.rgb_to_l(rgb), lab.rgb_to_lab(rgb)[:, :1], atol=1e-3)
+    assert torch.allclose(lab.rgb_to_l(rgb.float() / 255), lab.rgb_to_lab(rgb)[:, :1], atol=1e-3)
+    gray = rgb[:, :1]
+    assert torch.allclose(lab.gray_to_l(gray), lab.rgb_to_lab(gray.expand(-1, 3, -1, -1))[:, :1], atol=1e-3)
+
+
+def test_every_input_mode(model):
+    rgba = photo(40, 30).convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.tile(np.arange(40, dtype=np.uint8) * 6, (30, 1))))
+    out = colorize.colorize_image(rgba, model, 32)
+    assert out.mode == "RGBA" and np.array_equal(
+        np.array(out.getchannel("A")), np.array(rgba.getchannel("A"))
+    )
+    la = rgba.convert("LA")
+    out = colorize.colorize_image(la, model, 32)
+    assert out.mode == "RGBA" and np.array_equal(np.array(out.getchannel("A")), np.array(la.getchannel("A")))
+    for img in [photo(40, 30).convert("P"), photo(40, 30).convert("CMYK"), photo(40, 30).convert("L")]:
+        out = colorize.colorize_image(img, model, 32)
+        assert out.size == (40, 30) and out.mode == "RGB"
+        assert np.abs(lightness(out) - lightness(img)).max() <= 1.0
+    gray16 = np.random.default_rng(0).integers(0, 65535, (30, 40, 1), dtype=np.uint16)
+    out = colorize.colorize_image(Image.open(io.BytesIO(png16(gray16))), model, 32)
+    expected = Image.fromarray((gray16[..., 0] >> 8).astype(np.uint8), "L")
+    assert np.abs(lightness(out) - lightness(expected)).max() <= 1.0  # the 8 high bits
+    rgb16 = np.random.default_rng(1).integers(0, 65535, (30, 40, 3), dtype=np.uint16)
+    assert colorize.colorize_image(Image.open(io.BytesIO(png16(rgb16))), model, 32).size == (40, 30)
+
+
+def test_exif_orientation_is_applied(model, tmp_path):
+    img = photo(48, 32)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    img.save(tmp_path / "r.jpg", exif=exif.tobytes())
+    out = colorize.colorize_image(Image.open(tmp_path / "r.jpg"), model, 32)
+    assert out.size == (32, 48)
+
+
+def sha(path: Path) -> tuple[str, int]:
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
+
+
+def make_mixed_folder(root: Path) -> dict[str, str]:
+    """Good and broken files; returns {name: expected outcome}."""
+    (root / "sub").mkdir(parents=True)
+    photo(64, 48, 1).convert("L").save(root / "gray.jpg")
+    photo(30, 200, 2).save(root / "colour.png")
+    photo(33, 17, 3).convert("RGBA").save(root / "sub" / "alpha.png")
+    photo(20, 20, 4).convert("L").save(root / "sub" / "small.bmp")
+    (root / "broken.jpg").write_bytes(os.urandom(500))
+    (root / "notes.png").write_text("not an image")
+    (root / "empty.jpg").write_bytes(b"")
+    good = io.BytesIO()
+    photo(64, 64, 5).save(good, "JPEG")
+    (root / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    bomb = bytearray(png16(np.zeros((1, 1, 1), dtype=np.uint16)))
+    bomb[16:24] = struct.pack(">II", 30000, 30000)  # IHDR claims 900 megapixels
+    bomb[29:33] = struct.pack(">I", zlib.crc32(bytes(bomb[12:29])) & 0xFFFFFFFF)
+    (root / "bomb.png").write_bytes(bytes(bomb))
+    return {
+        "gray.jpg": "written", "colour.png": "written", "sub/alpha.png": "written",
+        "sub/small.bmp": "written", "broken.jpg": "not a readable image", "notes.png": "not a readable image",
+        "empty.jpg": "empty file", "truncated.jpg": "cannot decode", "bomb.png": "too large",
+    }  # fmt: skip
+
+
+def test_a_mixed_folder_end_to_end(checkpoint, tmp_path, capsys):
+    src = tmp_path / "photos"
+    expected = make_mixed_folder(src)
+    before = {p: sha(p) for p in src.rglob("*") if p.is_file()}
+    assert colorize.main([str(src), "--checkpoint", checkpoint]) == 1  # some were skipped
+    out = tmp_path / "photos-colorized"
+    captured = capsys.readouterr()
+    for name, outcome in expected.items():
+        if outcome == "written":
+            with Image.open(src / name) as a, Image.open(out / name) as b:
+                assert b.size == a.size and b.format == a.format
+        else:
+            assert not (out / name).exists()
+            lines = [x for x in captured.err.splitlines() if x.startswith(str(src / name))]
+            assert len(lines) == 1 and outcome in lines[0], (name, lines)
+    assert Image.open(out / "sub" / "alpha.png").mode == "RGBA"
+    summary = captured.out.strip().splitlines()[-1]
+    assert summary.startswith(f"colorize: 4 written to {out}, 5 skipped (")
+    assert "0 failed" in summary and "2 input(s) already in colour" in summary  # colour.png, alpha.png
+    assert before == {p: sha(p) for p in src.rglob("*") if p.is_file()}  # inputs untouched
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_never_overwrite_unless_asked(checkpoint, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    photo(40, 40).convert("L").save(src / "a.png")
+    photo(50, 30).convert("L").save(src / "b.jpg")
+    assert colorize.main([str(src), "--checkpoint", checkpoint]) == 0
+    out = tmp_path / "in-colorized"
+    first = {p: sha(p) for p in out.rglob("*.*")}
+    capsys.readouterr()
+    assert colorize.main([str(src), "--checkpoint", checkpoint]) == 1
+    assert "2 skipped (2 output exists)" in capsys.readouterr().out
+    assert first == {p: sha(p) for p in out.rglob("*.*")}
+    os.utime(out / "a.png", ns=(1, 1))
+    assert colorize.main([str(src), "--checkpoint", checkpoint, "--overwrite"]) == 0
+    assert (out / "a.png").stat().st_mtime_ns != 1
+
+
+def test_output_options(checkpoint, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    photo(40, 30).convert("L").save(src / "a.jpg")
+    photo(40, 30).convert("L").save(src / "b.png")
+    out = tmp_path / "o"
+    args = [str(src / "*.jpg"), "--checkpoint", checkpoint, "--out", str(out)]
+    assert (
+        colorize.main([*args, "--format", "png", "--side-by-side", "--size", "16", "--batch-size", "1"]) == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # the glob took the jpg only
+    with Image.open(out / "a.png") as im:
+        assert im.size == (80, 30) and im.format == "PNG"
+
+
+def test_jpeg_metadata_is_kept(checkpoint, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x013B] = "Ada Lovelace"  # Artist
+    photo(40, 30).save(src / "a.jpg", icc_profile=icc, exif=exif.tobytes())
+    assert colorize.main([str(src), "--checkpoint", checkpoint]) == 0
+    with Image.open(tmp_path / "in-colorized" / "a.jpg") as im:
+        assert im.info.get("icc_profile") == icc and im.getexif()[0x013B] == "Ada Lovelace"
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: None, "no such checkpoint"),
+    (lambda d: (d / "c.pt").write_bytes(b"junk" * 10), "not a readable checkpoint"),
+    (lambda d: torch.save({"weights": torch.zeros(2)}, d / "c.pt"), "not a bw-colorization-checkpoint"),
+])  # fmt: skip
+def test_unusable_checkpoints_give_one_line_and_exit_2(tmp_path, capsys, setup, message):
+    setup(tmp_path)
+    photo(8, 8).save(tmp_path / "x.png")
+    assert colorize.main([str(tmp_path / "x.png"), "--checkpoint", str(tmp_path / "c.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("colorize: error:") and message in err[0]
+
+
+def test_usage_errors_exit_2(checkpoint, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    photo(8, 8).save(src / "x.png")
+    assert colorize.main([str(src), "--checkpoint", checkpoint, "--out", str(src)]) == 2
+    assert colorize.main([str(src), "--checkpoint", checkpoint, "--out", str(src / "o")]) == 2
+    assert colorize.main([str(tmp_path / "nothing*"), "--checkpoint", checkpoint]) == 2
+    assert colorize.main([str(src), "--checkpoint", checkpoint, "--format", "gif"]) == 2
+    assert not (src / "o").exists() and sorted(p.name for p in src.iterdir()) == ["x.png"]
+
+
+def test_memory_does_not_grow_with_the_number_of_images(model, tmp_path):
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(240):
+        photo(96, 64, i).convert("L").save(src / f"{i:03d}.png")
+    files, _ = colorize.expand_inputs([str(src)])
+    out, plan = colorize.plan_outputs(files, tmp_path / "out", None)
+
+    def rss():
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    colorize.colorize_files(plan[:40], model, 32, 8, side=False, overwrite=False)
+    start = rss()
+    tally = colorize.colorize_files(plan[40:], model, 32, 8, side=False, overwrite=False)
+    assert tally["written"] == 200
+    assert rss() - start < 30e6
+
+
+def test_the_console_script_is_installed():
+    script = Path(sys.executable).parent / "colorize"
+    done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--checkpoint" in done.stdout and "--side-by-side" in done.stdout
