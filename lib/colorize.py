@@ -69,7 +69,7 @@ def finish(l_full, ab_small, alpha=None, gray: bool = False) -> Image.Image:
     gray=True returns the input as the model reads it (a* = b* = 0) instead, for side-by-side."""
     ab = F.interpolate(ab_small, size=l_full.shape[-2:], mode="bilinear", align_corners=False) * lab.AB_SCALE
     lab_img = torch.cat((l_full, torch.zeros_like(ab) if gray else ab), 1)
-    rgb = lab.lab_to_rgb8(lab_img)[0].permute(1, 2, 0).cpu().numpy()
+    rgb = lab.lab_to_rgb8(lab_img)[0].permute(1, 2, 0).contiguous().cpu().numpy()  # HWC for PIL
     out = Image.fromarray(rgb, "RGB")
     if alpha is not None:
         out.putalpha(alpha)

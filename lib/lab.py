@@ -102,7 +102,25 @@ def _encode_lut(device):
 
 
 def _outside(lin, tol=1e-4):
-    return ((lin < -tol) | (lin > 1 + tol)).any(1)
+    return ((lin < -tol) | (lin > 1 + tol)).any(-2)
+
+
+def _shrink_chroma(px, from_xyz, steps):
+    """For Lab pixels px (3, P) out of gamut: the largest scale s in [0, 1] (to 1/2**steps) such
+    that (L*, s a*, s b*) is in gamut, by bisection; returns their linear RGB (3, P) at that s."""
+    fy = (px[0] + 16) / 116
+    da, db = px[1] / 500, -px[2] / 200  # fx = fy + s da, fz = fy + s db
+
+    def linear(s):
+        f = torch.stack((fy + s * da, fy, (fy + s * db).clamp_min(0)))
+        return from_xyz @ torch.where(f > 0.2068966, f * f * f, (f - 16 / 116) / 7.787)
+
+    lo, hi = torch.zeros_like(fy), torch.ones_like(fy)  # gray always fits; the full colour does not
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        ok = ~_outside(linear(mid)) & (fy + mid * db >= 0)  # z clipping would change the colour
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    return linear(lo)
 
 
 def _lab_to_rgb8_block(lab, from_xyz, lut, steps=8):
@@ -110,18 +128,8 @@ def _lab_to_rgb8_block(lab, from_xyz, lut, steps=8):
     lin = _lab_to_linear(lab, from_xyz)
     # skimage's z clipping (b* too large for L*) is also out of gamut: it would change the colour
     bad = _outside(lin) | ((lab[:, 0] + 16) / 116 - lab[:, 2] / 200 < 0)
-    if bad.any():  # shrink the chroma of those pixels by bisection: same L*, same hue
-        px = lab.permute(0, 2, 1)[bad]  # (P, 3)
-        lo, hi = torch.zeros(len(px), device=lab.device), torch.ones(len(px), device=lab.device)
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            trial = torch.cat((px[:, :1], px[:, 1:] * mid[:, None]), 1).T[None]
-            ok = ~(
-                _outside(_lab_to_linear(trial, from_xyz)) | (trial[:, 2] > 200 * (trial[:, 0] + 16) / 116)
-            )[0]
-            lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
-        fitted = torch.cat((px[:, :1], px[:, 1:] * lo[:, None]), 1).T[None]
-        lin.permute(0, 2, 1)[bad] = _lab_to_linear(fitted, from_xyz)[0].T
+    if bad.any():  # shrink the chroma of those pixels: same L*, same hue
+        lin.permute(0, 2, 1)[bad] = _shrink_chroma(lab.permute(1, 0, 2)[:, bad], from_xyz, steps).T
     return lut[(lin.clamp(0, 1) * 65535).round().long()]
 
 
