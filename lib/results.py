@@ -33,6 +33,17 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance(device, started: str) -> dict:
     """Who computed this: code version, package versions, machine, device, start and end time."""
     import numpy
@@ -41,7 +52,7 @@ def provenance(device, started: str) -> dict:
     import torchvision
 
     device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         "git_commit": git_commit(),
         "versions": {
@@ -52,8 +63,9 @@ def provenance(device, started: str) -> dict:
             "pillow": PIL.__version__,
             "scikit-image": skimage.__version__,
         },
-        "device": f"{device.type}: {name or platform.machine()}",
+        "device": f"{device.type}: {name}",
         "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "started": started,
         "finished": now(),
