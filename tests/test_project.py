@@ -43,3 +43,11 @@ def test_readme_results_table_is_the_reference_runs():
     path = ROOT / "figures" / "results" / "comparison.json"
     scores = json.loads(path.read_text())["metrics"]
     assert metrics.format_table(scores, markdown=True) in (ROOT / "README.md").read_text()
+
+
+def test_readme_speed_figures_are_the_benchmarks():
+    bench = json.loads((ROOT / "figures" / "results" / "bench_colorize.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert f"**{bench['big']['seconds']:.2f} s**" in readme
+    assert f"**{bench['big']['peak_rss_mb']:.0f} MB**" in readme
+    assert f"**{bench['folder']['images_per_s']:.1f} photos/s**" in readme
