@@ -105,20 +105,29 @@ def make_checkpoint(model, name, options, epoch, val_loss, description, **extra)
 # --- the loop -----------------------------------------------------------------------------------
 
 
+def batches(loader, device, skips: dict):
+    """(l, ab) of each batch on the device. Files that failed to decode in a worker come back with
+    the batch: each is logged once and remembered in `skips`."""
+    for rgb, bad in loader:
+        data.record_skips(skips, bad)
+        if len(rgb):
+            yield data.to_model(rgb, device)
+
+
+def forward(model, l, device) -> torch.Tensor:
+    """The model's float32 output: bf16 autocast on CUDA, channels-last memory everywhere."""
+    with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+        return model(l.contiguous(memory_format=torch.channels_last)).float()
+
+
 @torch.no_grad()
 def validate(model, loader, device, skips: dict) -> float:
     """Mean normalized MSE over every validation image (not the first batch)."""
     model.eval()
     total, n = torch.zeros((), device=device), 0
-    for rgb, bad in loader:
-        data.record_skips(skips, bad)
-        if len(rgb) == 0:
-            continue
-        l, ab = data.to_model(rgb, device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-            pred = model(l.contiguous(memory_format=torch.channels_last))
-        total += F.mse_loss(pred.float(), ab, reduction="sum") / ab[0].numel()
-        n += len(rgb)
+    for l, ab in batches(loader, device, skips):
+        total += F.mse_loss(forward(model, l, device), ab, reduction="sum") / ab[0].numel()
+        n += len(l)
     return float(total) / max(n, 1)
 
 
@@ -194,19 +203,13 @@ def fit(
         model.train()
         t0, total, n = time.perf_counter(), torch.zeros((), device=device), 0
         bar = tqdm(loaders.train, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
-        for rgb, bad in bar:
-            data.record_skips(skips, bad)
-            if len(rgb) == 0:
-                continue
-            l, ab = data.to_model(rgb, device)
-            with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-                pred = model(l.contiguous(memory_format=torch.channels_last))
-            loss = F.mse_loss(pred.float(), ab)
+        for l, ab in batches(bar, device, skips):
+            loss = F.mse_loss(forward(model, l, device), ab)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.detach() * len(rgb)
-            n += len(rgb)
+            total += loss.detach() * len(l)
+            n += len(l)
         seconds = time.perf_counter() - t0
         val_loss = validate(model, loaders.val, device, skips)
         entry = {
@@ -242,7 +245,7 @@ def predict(model, rgb: torch.Tensor, device) -> torch.Tensor:
     """Normalized ab the model predicts for a uint8 RGB batch (on the CPU, float32)."""
     model.eval()
     l, _ = data.to_model(rgb, device)
-    return model(l).float().cpu()
+    return forward(model, l, device).cpu()
 
 
 def best_checkpoint(run: dict) -> str:
