@@ -30,6 +30,15 @@ test: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+# Download a public photo set into data/<name>/ (resumable, checked; see lib/datasets.py):
+#   make data DATASET=places205-test   the original's photos (2.3 GB), then DATA=data/places205-test/testSet_resize
+#   make data DATASET=places365-val    Places365's validation photos at 256 px, via torchvision
+# Its own .PHONY line: without it, the data/ folder would make this target look up to date.
+.PHONY: data
+data: $(VENV)/.installed
+	$(if $(DATASET),,$(error usage: make data DATASET=places205-test (or places365-val)))
+	$(BIN)/python -m lib.datasets $(DATASET)
+
 # The PDF export prints the HTML with a headless Chromium (Debian's package). Install it where we
 # can (root with apt-get); elsewhere say so once, and the run still writes the HTML.
 chromium:
