@@ -243,22 +243,30 @@ class EpochSampler(Sampler):
     Call set_epoch(e) before each epoch (as with DistributedSampler). Because each item carries its
     own seed, the augmentation is the same with 0, 1 or 8 workers, persistent or not, and a resumed
     run sees exactly the batches an uninterrupted one would have seen.
+
+    Under torch.distributed (torchrun), each of the `world` processes takes every world-th item of
+    the same permutation, padded by wrapping around so that all take the same number of batches.
     """
 
-    def __init__(self, n: int, seed: int = 0):
+    def __init__(self, n: int, seed: int = 0, rank: int | None = None, world: int | None = None):
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.rank = rank if rank is not None else torch.distributed.get_rank() if dist else 0
+        self.world = world if world is not None else torch.distributed.get_world_size() if dist else 1
         self.n, self.seed, self.epoch = n, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self):
-        return self.n
+        return -(-self.n // self.world)  # ceil: every process the same count
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
         seeds = torch.randint(2**62, (self.n,), generator=g).tolist()
-        return iter(zip(order, seeds, strict=True))
+        pairs = list(zip(order, seeds, strict=True))
+        pairs += pairs[: len(self) * self.world - self.n]  # pad to a multiple of world
+        return iter(pairs[self.rank :: self.world])
 
 
 def collate(items):

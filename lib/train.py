@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
@@ -42,6 +43,16 @@ def pick_device(requested: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def start_distributed() -> tuple[int, int]:
+    """Under torchrun (WORLD_SIZE > 1): join the process group, NCCL on GPUs and gloo on CPUs, and
+    give each process its own GPU. Returns (rank, number of processes); (0, 1) without torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 # --- checkpoints ----------------------------------------------------------------------------------
@@ -155,6 +166,10 @@ def fit(
 
     The run record: model, options, normalization, settings, data description, per-epoch history
     (train loss, val loss, seconds, images/s), checkpoints (epoch, path, val loss), device.
+
+    Under torchrun, each process trains on its share of every epoch through DistributedDataParallel
+    (batch_size is per process); every process validates the whole validation set (the same model,
+    so the same number), and only the first one prints and writes files.
     """
     options = dict(options or {})
     device = pick_device(str(device))
@@ -166,6 +181,8 @@ def fit(
     model = models.build_model(model_name, **options).to(device)
     model = model.to(memory_format=torch.channels_last)  # +25-50 % on CPU and GPU convolutions
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model  # averages gradients
     run = {
         "model": model_name,
         "options": options,
@@ -174,6 +191,7 @@ def fit(
         "data": loaders.description,
         "parameters": models.count_parameters(model),
         "device": str(device),
+        "processes": world,
         "history": [],
         "checkpoints": [],
         "skipped_during_training": {},
@@ -202,14 +220,19 @@ def fit(
         loaders.train.sampler.set_epoch(epoch)  # shuffle order and augmentation seeds
         model.train()
         t0, total, n = time.perf_counter(), torch.zeros((), device=device), 0
-        bar = tqdm(loaders.train, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        show = progress and rank == 0
+        bar = tqdm(loaders.train, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not show)
         for l, ab in batches(bar, device, skips):
-            loss = F.mse_loss(forward(model, l, device), ab)
+            loss = F.mse_loss(forward(net, l, device), ab)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.detach() * len(l)
             n += len(l)
+        if world > 1:  # the epoch's loss and image count over all processes
+            counts = torch.stack((total, torch.tensor(float(n), device=device)))
+            dist.all_reduce(counts)
+            total, n = counts[0], int(counts[1])
         seconds = time.perf_counter() - t0
         val_loss = validate(model, loaders.val, device, skips)
         entry = {
@@ -220,6 +243,8 @@ def fit(
             "images_per_s": n / seconds,
         }
         run["history"].append(entry)
+        if rank != 0:
+            continue
         if progress:
             print(
                 f"epoch {epoch}/{epochs}: train {entry['train_loss']:.5f}  val {val_loss:.5f}  "
@@ -279,8 +304,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
 
+    rank, world = start_distributed()  # under torchrun: one process per GPU (or CPU share)
     device = pick_device(a.device)
-    out = Path(a.out or f"runs/{a.model}-{datetime.now():%Y%m%d-%H%M%S}")
+    out = [a.out or f"runs/{a.model}-{datetime.now():%Y%m%d-%H%M%S}"]
+    if world > 1:
+        dist.broadcast_object_list(out, src=0)  # one run folder for all processes
+    out = Path(out[0])
     started = results.now()
     val_size = int(a.val_size) if a.val_size >= 1 else a.val_size
     try:
@@ -289,15 +318,20 @@ def main(argv=None) -> int:
             seed=a.seed, augment=a.augment, workers=a.workers, pin_memory=device.type == "cuda",
         )  # fmt: skip
         d = loaders.description
-        print(
-            f"data: {d['n_train']} train / {d['n_val']} val images at {a.size}px, {len(d['skipped'])} skipped"
-        )
+        if rank == 0:
+            print(f"data: {d['n_train']} train / {d['n_val']} val images at {a.size}px, "
+                  f"{len(d['skipped'])} skipped; {world} process(es)")  # fmt: skip
         _, run = fit(
             a.model, loaders, out, epochs=a.epochs, lr=a.lr, device=device, seed=a.seed, resume=a.resume
         )
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if world > 1:
+        dist.barrier()  # the first process has written the last checkpoint
+        dist.destroy_process_group()
+        if rank != 0:
+            return 0
     model, _ = load_checkpoint(best_checkpoint(run), device)
     scores = {
         a.model: metrics.evaluate(model, loaders.val, device),

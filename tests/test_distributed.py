@@ -1,0 +1,47 @@
+"""Training under torchrun: two CPU processes with the gloo backend, one run folder, one results file."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lib import data
+
+
+def test_epoch_sampler_shards_one_permutation_across_processes():
+    whole = list(data.EpochSampler(11, seed=3, rank=0, world=1))
+    shards = [list(data.EpochSampler(11, seed=3, rank=r, world=3)) for r in range(3)]
+    assert all(len(s) == 4 for s in shards)  # ceil(11 / 3), padded so no process waits for another
+    assert set().union(*map(set, shards)) == set(whole)  # every (index, seed) pair is seen
+    assert shards[1] == whole[1::3] and shards[2] == whole[2::3] + whole[:1]  # padding wraps around
+
+
+def test_training_runs_unchanged_under_torchrun_with_two_processes(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 1, 40)[None, :, None]
+    for i in range(30):
+        c0, c1 = rng.uniform(0, 255, (2, 3))
+        Image.fromarray((c0 * (1 - x) + c1 * x).repeat(40, 0).astype(np.uint8)).save(photos / f"p{i}.png")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    args = ["--model", "resnet18", "--data", str(photos), "--size", "32", "--epochs", "2", "--workers", "0"]
+    args += ["--val-size", "6", "--batch-size", "4", "--out", str(tmp_path / "run")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "lib.train", *args],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout.replace("\r", "\n")
+    assert out.count("epoch 1/2: train") == 1 and "2 process(es)" in out  # only the first process prints
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["processes"] == 2 and len(res["history"]) == 2
+    for h in res["history"]:  # the epoch's images are counted over both processes: 24, not 12
+        assert round(h["images_per_s"] * h["seconds"]) == 24
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.json")) == ["results.json"]
+    assert all(Path(c["path"]).is_file() for c in res["checkpoints"])
