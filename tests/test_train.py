@@ -121,3 +121,17 @@ def test_command_line_trains_scores_and_writes_results(builtin_root, tmp_path, m
     # a second run into the same folder is refused with exit code 2, nothing replaced
     assert train.main([*argv, "--workers", "0", "--out", str(out)]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_a_finished_command_line_run_is_picked_up_by_a_notebook(builtin_root, tmp_path, monkeypatch):
+    """A GPU server may train with `python -m lib.train` (under torchrun); the notebook's
+    fit(..., resume=True) with the same settings then finds the run and trains nothing more."""
+    monkeypatch.setattr(data, "DEFAULT_BUILTIN_ROOT", builtin_root)
+    out = tmp_path / "checkpoints" / "resnet18"
+    args = ["--size", "32", "--epochs", "2", "--max-images", "32", "--workers", "0", "--lr", "0.001"]
+    assert train.main([*args, "--out", str(out)]) == 0
+    loaders = data.make_loaders("builtin", 32, 32, max_images=32, workers=0, builtin_root=builtin_root)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    _, run = train.fit("resnet18", loaders, out, epochs=2, lr=0.001, resume=True, progress=False)
+    assert [h["epoch"] for h in run["history"]] == [1, 2]
+    assert before == {p.name: p.stat().st_mtime_ns for p in out.iterdir()}  # nothing retrained
