@@ -67,11 +67,14 @@ def _chunked(fn, x, *consts, channels=3, dtype=torch.float32):
     return out.reshape(n, channels, h, w)
 
 
-def _rgb_to_lab_block(rgb, to_xyz):
-    if rgb.dtype == torch.uint8:
-        rgb = rgb.float() / 255.0
-    rgb = rgb.float()
-    xyz = to_xyz @ _linearize(rgb)  # already divided by the reference white
+def _decode_lut(device):
+    """8-bit sRGB -> linear RGB (256 entries, computed in float64): one gather instead of a pow."""
+    return _linearize(torch.arange(256, dtype=torch.float64) / 255).float().to(device)
+
+
+def _rgb_to_lab_block(rgb, to_xyz, lut):
+    lin = lut[rgb.long()] if rgb.dtype == torch.uint8 else _linearize(rgb.float())
+    xyz = to_xyz @ lin  # already divided by the reference white
     f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856).pow(1 / 3), 7.787 * xyz + 16 / 116)
     fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
     return torch.stack((116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)), dim=1)
@@ -147,7 +150,7 @@ def _linearize(rgb):
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) sRGB, uint8 in [0, 255] or float in [0, 1] -> float32 Lab (L in [0, 100])."""
     _check(rgb, "rgb")
-    return _chunked(_rgb_to_lab_block, rgb, _consts(rgb.device)[0])
+    return _chunked(_rgb_to_lab_block, rgb, _consts(rgb.device)[0], _decode_lut(rgb.device))
 
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
@@ -173,9 +176,8 @@ def rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) sRGB (uint8 or float in [0, 1]) -> L* (N, 1, H, W): lightness alone, ~3x faster
     than rgb_to_lab for big photos (a 256-entry table linearizes 8-bit values)."""
     _check(rgb, "rgb")
-    lut = _linearize(torch.arange(256, dtype=torch.float64) / 255).float().to(rgb.device)
     weights = _XYZ_FROM_RGB[1].to(rgb.device, torch.float32)
-    return _chunked(_rgb_to_l_block, rgb, lut, weights, channels=1)
+    return _chunked(_rgb_to_l_block, rgb, _decode_lut(rgb.device), weights, channels=1)
 
 
 def gray_to_l(gray: torch.Tensor) -> torch.Tensor:
