@@ -51,3 +51,8 @@ def test_readme_speed_figures_are_the_benchmarks():
     assert f"**{bench['big']['seconds']:.2f} s**" in readme
     assert f"**{bench['big']['peak_rss_mb']:.0f} MB**" in readme
     assert f"**{bench['folder']['images_per_s']:.1f} photos/s**" in readme
+    lab = json.loads((ROOT / "figures" / "results" / "bench_lab.json").read_text())
+    assert (
+        f"**{lab['lib_ms_per_image']:.2f} ms/image**" in readme
+        and f"**{lab['ratio']:.1f}× faster**" in readme
+    )
