@@ -475,3 +475,17 @@ def test_skips_travel_from_worker_processes(tmp_path, caplog):
     assert [r.getMessage() for r in skip_records(caplog)] == [f"{broken}: skipped: {seen[broken]}"]
     del loaders
     gc.collect()
+
+
+def test_augmentation_is_the_same_with_or_without_worker_processes(builtin_root):
+    """Each item carries its own seed (EpochSampler): 0 or 2 workers give the same batches."""
+    batches = []
+    for workers in (0, 2):
+        loaders = data.make_loaders(
+            "builtin", 32, 16, max_images=48, workers=workers, builtin_root=builtin_root
+        )
+        loaders.train.sampler.set_epoch(3)
+        batches.append([rgb for rgb, _ in loaders.train])
+    assert len(batches[0]) == 3 and all(torch.equal(a, b) for a, b in zip(*batches, strict=True))
+    loaders.train.sampler.set_epoch(4)
+    assert not torch.equal(next(iter(loaders.train))[0], batches[1][0])  # another epoch, other crops
