@@ -51,6 +51,9 @@ def test_readme_speed_figures_are_the_benchmarks():
     assert f"**{bench['big']['seconds']:.2f} s**" in readme
     assert f"**{bench['big']['peak_rss_mb']:.0f} MB**" in readme
     assert f"**{bench['folder']['images_per_s']:.1f} photos/s**" in readme
+    pipe = json.loads((ROOT / "figures" / "results" / "bench_pipeline.json").read_text())
+    assert f"**{pipe['ours_images_per_s']:.0f} images/s** vs {pipe['original_images_per_s']:.0f}" in readme
+    assert f"**{pipe['ratio']:.1f}×**" in readme
     lab = json.loads((ROOT / "figures" / "results" / "bench_lab.json").read_text())
     assert (
         f"**{lab['lib_ms_per_image']:.2f} ms/image**" in readme
