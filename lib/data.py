@@ -151,7 +151,7 @@ def rank(files: Iterable[str], seed: int) -> list[str]:
     return sorted(files, key=key)
 
 
-def split(files: list[str], val_size: float | int, seed: int) -> tuple[list[str], list[str]]:
+def split(files: list[str], val_size: float | int) -> tuple[list[str], list[str]]:
     """(train, val) from ranked files. val_size: a fraction (< 1) or a count (>= 1), as in sklearn."""
     n_val = round(len(files) * val_size) if val_size < 1 else int(val_size)
     n_val = min(max(n_val, 1), len(files) - 1)
@@ -411,7 +411,7 @@ def make_loaders(
         good, skipped = scan(root, rank(files, seed), size, max_images)
         if len(good) < 2:
             raise ValueError(f"{root}: found {len(good)} usable colour image(s) (need 2 or more)")
-        train_files, val_files = split(good, val_size, seed)
+        train_files, val_files = split(good, val_size)
         desc = {"source": str(root.resolve())}
     if not train_files or not val_files:
         raise ValueError(

@@ -56,9 +56,10 @@ def auc(ab_pred: torch.Tensor, ab_true: torch.Tensor) -> torch.Tensor:
     return hits.mean(1) / AUC_THRESHOLDS
 
 
-def image_metrics(rgb_true: torch.Tensor, ab_pred: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every metric per image. rgb_true: uint8 (N, 3, H, W); ab_pred: normalized (N, 2, H, W)."""
-    lab_true = lab.rgb_to_lab(rgb_true)
+def image_metrics(rgb_true: torch.Tensor, ab_pred: torch.Tensor, lab_true=None) -> dict[str, torch.Tensor]:
+    """Every metric per image. rgb_true: uint8 (N, 3, H, W); ab_pred: normalized (N, 2, H, W);
+    lab_true: rgb_true in Lab, when the caller has it already."""
+    lab_true = lab.rgb_to_lab(rgb_true) if lab_true is None else lab_true
     l_true, ab_true = lab.normalize(lab_true)
     ab_pred = ab_pred.float()
     rgb_pred = lab.model_to_rgb(l_true, ab_pred) * 255
@@ -119,8 +120,8 @@ def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> d
         if len(rgb) == 0:
             continue
         rgb = rgb.to(device)
-        l, _ = lab.rgb_to_model(rgb)
-        per_image = image_metrics(rgb, predict(l).float())
+        lab_true = lab.rgb_to_lab(rgb)  # once per batch: the model's input and the metrics' truth
+        per_image = image_metrics(rgb, predict(lab.normalize(lab_true)[0]).float(), lab_true)
         for k, v in per_image.items():
             sums[k] += float(v.double().sum())
         n += len(rgb)

@@ -168,11 +168,6 @@ def publish(run_dir: Path, figures_dir: Path = REPO / "figures") -> None:
     shutil.copy2(run_dir / "pipeline.json", figures_dir / "results" / "pipeline.json")
 
 
-def _value(text: str):
-    """--set values are YAML scalars: 3, 0.001, null, builtin, true."""
-    return yaml.safe_load(text)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lib.pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="quick", help="quick, full, or a path to a YAML profile")
@@ -182,7 +177,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-pdf", action="store_true", help="skip the PDF export")
     p.add_argument("--publish", action="store_true", help="copy the charts and results into figures/")
     a = p.parse_args(argv)
-    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
+    # --set values are YAML scalars: 3, 0.001, null, builtin, true
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)}
     if a.data:
         overrides["dataset"] = a.data
     try:

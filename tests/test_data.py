@@ -128,7 +128,7 @@ def test_rank_is_a_seeded_permutation():
 
 def test_split_deterministic_and_sized():
     def split(val_size, seed):
-        return data.split(data.rank(FILES, seed), val_size, seed)
+        return data.split(data.rank(FILES, seed), val_size)
 
     train, val = split(0.25, 0)
     assert (len(train), len(val)) == (30, 10)
