@@ -233,7 +233,9 @@ class PhotoFolder(Dataset):
         if seed is None:
             return self.transform(rgb)
         with torch.random.fork_rng(devices=[]):  # seed this item's augmentation, touch nothing else
-            torch.manual_seed(seed)
+            # The CPU generator alone: torch.manual_seed also queues lazy seeding of CUDA, XPU and
+            # MTIA, with a stack trace each, which cost more than decoding the image.
+            torch.default_generator.manual_seed(seed)
             return self.transform(rgb)
 
 

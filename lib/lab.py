@@ -16,9 +16,10 @@ ab / 128 is the original CNN's target scale, so a loss in normalized units is di
 with the original notebook's MSE (0.0121); multiply by 128**2 to get Lab units**2.
 
 Why chunks: on a 2-core CPU, converting a whole (64, 3, 256, 256) batch at once is slower than
-skimage, because every intermediate is a 50 MB tensor and the time goes to memory traffic. Working
-through ~half a million pixels at a time keeps the intermediates in cache (about 2x faster than
-skimage per image). On a GPU, big chunks are best.
+skimage, because every intermediate is a 50 MB tensor and the time goes to memory traffic and to
+page faults on fresh memory. rgb_to_lab works through ~130,000 pixels at a time in buffers it
+allocates once per call, which keeps them in cache (4-5x faster than skimage per image). On a GPU,
+big chunks are best.
 """
 
 import torch
@@ -39,7 +40,7 @@ _XYZ_FROM_RGB = torch.tensor(
 _RGB_FROM_XYZ = torch.linalg.inv(_XYZ_FROM_RGB)
 _WHITE = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
 
-_CPU_CHUNK = 1 << 19  # pixels per step on the CPU (see module docstring)
+_CPU_CHUNK = 1 << 17  # pixels per step on the CPU (see module docstring)
 _GPU_CHUNK = 1 << 26
 
 
@@ -50,21 +51,33 @@ def _consts(device):
     return to_xyz, from_xyz
 
 
-def _chunked(fn, x, *consts, channels=3, dtype=torch.float32):
-    """Apply fn to (B, 3, P) views of x in pieces of about _CHUNK pixels; returns (N, C, H, W)."""
+def _chunked(fn, x, *consts, channels=3, dtype=torch.float32, into=False):
+    """Apply fn to (B, 3, P) views of x in pieces of about _CHUNK pixels; returns (N, C, H, W).
+    fn(piece, *consts) returns its result, or with into=True, fn(piece, out_piece, *consts) writes it."""
     n, _, h, w = x.shape
     flat = x.reshape(n, x.shape[1], h * w)
     out = torch.empty((n, channels, h * w), dtype=dtype, device=x.device)
-    budget = _GPU_CHUNK if x.device.type == "cuda" else _CPU_CHUNK
+
+    def run(piece, target):
+        if into:
+            fn(piece, target, *consts)
+        else:
+            target[...] = fn(piece, *consts)
+
+    budget = _chunk(x.device)
     if h * w >= budget:  # one big image: walk along its pixels
         for i in range(n):
             for s in range(0, h * w, budget):
-                out[i : i + 1, :, s : s + budget] = fn(flat[i : i + 1, :, s : s + budget], *consts)
+                run(flat[i : i + 1, :, s : s + budget], out[i : i + 1, :, s : s + budget])
     else:  # many small images: several at a time
         step = budget // (h * w)
         for s in range(0, n, step):
-            out[s : s + step] = fn(flat[s : s + step], *consts)
+            run(flat[s : s + step], out[s : s + step])
     return out.reshape(n, channels, h, w)
+
+
+def _chunk(device):
+    return _GPU_CHUNK if device.type == "cuda" else _CPU_CHUNK
 
 
 def _decode_lut(device):
@@ -72,12 +85,28 @@ def _decode_lut(device):
     return _linearize(torch.arange(256, dtype=torch.float64) / 255).float().to(device)
 
 
-def _rgb_to_lab_block(rgb, to_xyz, lut):
-    lin = lut[rgb.long()] if rgb.dtype == torch.uint8 else _linearize(rgb.float())
-    xyz = to_xyz @ lin  # already divided by the reference white
-    f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856).pow(1 / 3), 7.787 * xyz + 16 / 116)
-    fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
-    return torch.stack((116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)), dim=1)
+def _cielab_f(t, line):
+    """CIE's f(t), in place in t (line: a buffer like t): the cube root above 0.008856, the tangent
+    line below it. The line lies above the (concave) cube root everywhere, so a minimum picks the
+    right branch without a mask; exp(log / 3) is ~1.5x faster than pow(1/3) on the CPU. Agrees with
+    skimage's where/pow form to ~1e-6."""
+    torch.mul(t, 7.787, out=line).add_(16 / 116)
+    return torch.minimum(t.clamp_min_(0.008856).log_().div_(3).exp_(), line, out=t)
+
+
+def _rgb_to_lab_block(rgb, out, to_xyz, lut, to_out, offset, work):
+    """Writes Lab of the (B, 3, P) piece rgb into out. Every intermediate lives in `work`, buffers
+    allocated once per call: a fresh multi-MB tensor per piece costs page faults that, on a small
+    machine, took longer than the arithmetic (2-3x slower overall, and erratic)."""
+    index, lin, xyz, line = (buf[: rgb.numel()].view(rgb.shape) for buf in work)
+    if rgb.dtype == torch.uint8:  # 8-bit: linearize by table lookup (int32 index_select: 3x lut[long])
+        torch.index_select(lut, 0, index.copy_(rgb).view(-1), out=lin.view(-1))
+    else:
+        lin.copy_(_linearize(rgb.float()))
+    torch.matmul(to_xyz, lin, out=xyz)  # to_xyz already divides by the reference white
+    f = _cielab_f(xyz, line)
+    # (L, a, b) = to_out @ (fx, fy, fz) + offset: one fused step, with any output scaling folded in
+    torch.baddbmm(offset.expand(len(f), 3, 1), to_out.expand(len(f), 3, 3), f, out=out)
 
 
 def _lab_to_linear(lab, from_xyz):
@@ -139,18 +168,29 @@ def _lab_to_rgb8_block(lab, from_xyz, lut, steps=8):
 def _rgb_to_l_block(rgb, lut, weights):
     lin = lut[rgb.long()] if rgb.dtype == torch.uint8 else _linearize(rgb.float())
     y = (weights[None, :, None] * lin).sum(1, keepdim=True)  # relative luminance Y (white = 1)
-    f = torch.where(y > 0.008856, y.clamp_min(0.008856).pow(1 / 3), 7.787 * y + 16 / 116)
-    return 116 * f - 16
+    return _cielab_f(y, torch.empty_like(y)).mul_(116).sub_(16)
 
 
 def _linearize(rgb):
     return torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).pow(2.4), rgb / 12.92)
 
 
+def _to_lab(rgb, scale):
+    _check(rgb, "rgb")
+    # L = 116 fy - 16, a = 500 (fx - fy), b = 200 (fy - fz); each row divided by its output scale
+    to_out = torch.tensor([[0, 116, 0], [500, -500, 0], [0, 200, -200]], dtype=torch.float64)
+    offset = torch.tensor([[-16], [0], [0]], dtype=torch.float64)
+    to_out, offset = (t.div(torch.tensor(scale, dtype=torch.float64)[:, None]) for t in (to_out, offset))
+    to_xyz, lut = _consts(rgb.device)[0], _decode_lut(rgb.device)
+    to_out, offset = to_out.to(rgb.device, torch.float32), offset.to(rgb.device, torch.float32)
+    size = 3 * min(_chunk(rgb.device), rgb[0, 0].numel() * len(rgb))
+    work = [torch.empty(size, dtype=dt, device=rgb.device) for dt in (torch.int32,) + (torch.float32,) * 3]
+    return _chunked(_rgb_to_lab_block, rgb, to_xyz, lut, to_out, offset, work, into=True)
+
+
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) sRGB, uint8 in [0, 255] or float in [0, 1] -> float32 Lab (L in [0, 100])."""
-    _check(rgb, "rgb")
-    return _chunked(_rgb_to_lab_block, rgb, _consts(rgb.device)[0], _decode_lut(rgb.device))
+    return _to_lab(rgb, (1.0, 1.0, 1.0))
 
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
@@ -206,8 +246,10 @@ def denormalize(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
 
 
 def rgb_to_model(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A uint8 RGB batch straight from a loader -> (model input l, target ab)."""
-    return normalize(rgb_to_lab(rgb))
+    """A uint8 RGB batch straight from a loader -> (model input l, target ab). The normalization is
+    folded into the conversion's last step, which saves two passes over the batch."""
+    out = _to_lab(rgb, (L_SCALE, AB_SCALE, AB_SCALE))
+    return out[:, :1], out[:, 1:]
 
 
 def model_to_rgb(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
