@@ -54,6 +54,22 @@ def test_two_runs_with_one_seed_give_the_same_numbers(tiny_loaders, tmp_path):
     assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
 
 
+def test_a_compiled_run_learns_the_same_as_an_eager_one(tiny_loaders, tmp_path):
+    # torch.compile on the CPU (TorchInductor generating C++): the path a GPU server takes with
+    # --compile, run here where CI can run it. Fused kernels round differently, hence approx.
+    _, eager = train.fit("original_cnn", tiny_loaders, tmp_path / "eager", epochs=1, progress=False)
+    _, compiled = train.fit(
+        "original_cnn", tiny_loaders, tmp_path / "compiled", epochs=1, progress=False, compile=True
+    )
+    assert compiled["compiled"] and not eager["compiled"]
+    for key in ("train_loss", "val_loss"):
+        assert compiled["history"][0][key] == pytest.approx(eager["history"][0][key], rel=1e-3)
+    restored, _ = train.load_checkpoint(compiled["checkpoints"][-1]["path"])  # plain keys, no _orig_mod
+    assert train.validate(restored, tiny_loaders.val, torch.device("cpu"), {}) == pytest.approx(
+        compiled["checkpoints"][-1]["val_loss"], rel=1e-5
+    )
+
+
 def test_resume_gives_the_same_history_as_an_uninterrupted_run(tiny_loaders, tmp_path):
     _, whole = train.fit("resnet18", tiny_loaders, tmp_path / "whole", epochs=3, progress=False)
     train.fit("resnet18", tiny_loaders, tmp_path / "cut", epochs=1, progress=False)
