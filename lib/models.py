@@ -1,7 +1,10 @@
 """The three colorizers, by name: `build_model("original_cnn" | "edited_cnn" | "resnet18")`.
 
-Every model takes the normalized lightness l = L/100, shape (N, 1, H, W), and returns normalized
-ab = (a, b)/128, shape (N, 2, H, W), at the input size (see lib/lab.py).
+Every model takes the normalized lightness l = L/100, shape (N, 1, H, W). A regression model (all of
+them by default) returns normalized ab = (a, b)/128, shape (N, 2, H, W), at the input size (see
+lib/lab.py). `ResNet18Colorizer(head="classification")` returns logits over the ab bins of
+lib/classes.py instead. So that code need not tell them apart, every model has `head`,
+`to_ab(output)` (its output -> ab at the input size) and `loss(output, ab)` (its training loss).
 """
 
 from collections import OrderedDict
@@ -11,6 +14,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from lib import classes
+
 
 def _match_size(ab, x):
     """Sizes that are not multiples of 8 lose pixels on the way down; put them back."""
@@ -19,7 +24,19 @@ def _match_size(ab, x):
     return ab
 
 
-class OriginalCNN(nn.Module):
+class RegressionHead:
+    """to_ab and loss of a model that predicts ab directly: the identity and the MSE."""
+
+    head = "regression"
+
+    def to_ab(self, output, size=None):
+        return output
+
+    def loss(self, output, ab):
+        return F.mse_loss(output, ab)
+
+
+class OriginalCNN(RegressionHead, nn.Module):
     """The original notebook's Keras network (Emil Wallner's "beta" colorizer), ported faithfully.
 
     15 layers, 3,892,194 parameters: eight 3x3 ReLU convolutions down to 1/8 resolution (three with
@@ -68,7 +85,7 @@ class OriginalCNN(nn.Module):
         return _match_size(self.net(x), l)
 
 
-class EditedCNN(nn.Module):
+class EditedCNN(RegressionHead, nn.Module):
     """What the original "optimization" meant to do, done properly, on the same CNN.
 
     The original EditedCNN divided *RGB* channels by 100 and 128 and never converted to Lab; its
@@ -124,11 +141,21 @@ class ResNet18Colorizer(nn.Module):
     nearest upsamplings and a linear 2-channel output. 954,722 parameters.
 
     `pretrained=True` starts the encoder from torchvision's ImageNet weights (a download).
+
+    `head="classification"` predicts a distribution over the Q ab bins instead (Zhang et al. 2016,
+    lib/classes.py): the same decoder up to its last 3x3 conv, which becomes a 1x1 conv 32 -> Q, and
+    no last upsampling, so forward returns logits (N, Q, H/2, W/2): at full size, Q = 261 channels
+    would take 4x the memory. `to_ab` turns them into ab (annealed mean, then bilinear x2), and
+    `loss` is the rebalanced cross-entropy with the weights in the buffer `class_weights` (ones
+    until `set_prior`; saved in checkpoints). The bin centres are recomputed, not saved.
     """
 
-    def __init__(self, pretrained: bool = False):
+    def __init__(self, pretrained: bool = False, head: str = "regression"):
         super().__init__()
+        if head not in ("regression", "classification"):
+            raise ValueError(f"unknown head {head!r}; choose 'regression' or 'classification'")
         self.pretrained = pretrained
+        self.head = head
         if pretrained:
             resnet = _pretrained_resnet18()
         else:
@@ -142,19 +169,47 @@ class ResNet18Colorizer(nn.Module):
         def block(cin, cout):
             return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
 
-        self.decoder = nn.Sequential(
+        layers = [
             *block(128, 128),
             nn.Upsample(scale_factor=2),
             *block(128, 64),
             *block(64, 64),
             nn.Upsample(scale_factor=2),
             *block(64, 32),
-            nn.Conv2d(32, 2, 3, padding=1),
-            nn.Upsample(scale_factor=2),
-        )
+        ]
+        if head == "regression":
+            layers += [nn.Conv2d(32, 2, 3, padding=1), nn.Upsample(scale_factor=2)]
+        else:
+            bins = classes.ab_bins()
+            layers += [nn.Conv2d(32, len(bins), 1)]
+            self.register_buffer("bins", bins, persistent=False)
+            self.register_buffer("class_weights", torch.ones(len(bins)))
+        self.decoder = nn.Sequential(*layers)
 
     def forward(self, l):  # noqa: E741
-        return _match_size(self.decoder(self.encoder(l)), l)
+        out = self.decoder(self.encoder(l))
+        return _match_size(out, l) if self.head == "regression" else out
+
+    def to_ab(self, output, size=None):
+        """The model's output -> ab (N, 2, H, W) at the input size: the output itself for the
+        regression head; for the classification head, the annealed mean upsampled (bilinear) to
+        `size`, by default twice the logits' size (the input's for sizes that are multiples of 8)."""
+        if self.head == "regression":
+            return output
+        ab = classes.annealed_mean(output, self.bins)
+        size = tuple(size) if size is not None else tuple(2 * s for s in output.shape[-2:])
+        return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
+
+    def loss(self, output, ab):
+        if self.head == "regression":
+            return F.mse_loss(output, ab)
+        return classes.class_loss(output, ab, self.bins, self.class_weights)
+
+    def set_prior(self, prior):
+        """Rebalancing weights from the training set's colour prior (classes.ab_prior)."""
+        if self.head != "classification":
+            raise ValueError("set_prior needs head='classification'")
+        self.class_weights.copy_(classes.rebalancing_weights(prior))
 
 
 def _pretrained_resnet18():
