@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# The main job: run the four notebooks headlessly (papermill) with a parameter profile, export
+# The main job: run the five notebooks headlessly (papermill) with a parameter profile, export
 # them to HTML and PDF, and write results and charts into a new folder runs/<profile>-<time>/.
 #   make run                                   quick profile: embedded photos, CPU, ~7 minutes
 #   make run PROFILE=full DATA=/path/to/photos the original's settings, for a GPU server

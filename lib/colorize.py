@@ -87,7 +87,7 @@ def colorize_image(image: Image.Image, model, size: int = 256) -> Image.Image:
     l_full, small = lightness(img, size, device)
     model.eval()
     with torch.no_grad():
-        ab = model(small).float()
+        ab = model.to_ab(model(small).float(), small.shape[-2:])
     return finish(l_full, ab, alpha)
 
 
@@ -194,7 +194,8 @@ def colorize_files(plan, model, size: int, batch_size: int, side: bool, overwrit
         if not batch:
             continue
         with torch.no_grad():
-            preds = model(torch.cat([b[5] for b in batch])).float()
+            small = torch.cat([b[5] for b in batch])
+            preds = model.to_ab(model(small).float(), small.shape[-2:])
         for (src, dst, source, alpha, l_full, _), ab in zip(batch, preds, strict=True):
             try:
                 out = finish(l_full, ab[None], alpha)

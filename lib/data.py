@@ -184,12 +184,12 @@ def record_skips(seen: dict, skips: Iterable[tuple[str, str]]) -> None:
 # --- the dataset ---------------------------------------------------------------------------------
 
 
-def transform(size: int, augment: str):
+def transform(size: int, augment: str, resize: int | None = None):
     """PIL RGB -> uint8 tensor (3, size, size).
 
     "crop": RandomResizedCrop + flip (the ResNet notebook of the original, after Melas);
     "affine": Keras-style rotation 20°, shear 0.2 rad, zoom 0.8-1.2, flip (the original CNNs);
-    "none": shorter side to `size`, centre crop (evaluation).
+    "none": shorter side to `resize` (default: `size`), centre crop `size` (evaluation).
     """
     if augment == "crop":
         steps = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
@@ -201,7 +201,7 @@ def transform(size: int, augment: str):
             v2.CenterCrop(size),
         ]
     elif augment == "none":
-        steps = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+        steps = [v2.Resize(resize or size, antialias=True), v2.CenterCrop(size)]
     else:
         raise ValueError(f"augment must be 'crop', 'affine' or 'none', got {augment!r}")
     return v2.Compose([*steps, v2.PILToTensor()])
@@ -213,9 +213,9 @@ class PhotoFolder(Dataset):
     An item that fails to decode is returned as (path, reason) instead; `collate` sorts it out.
     """
 
-    def __init__(self, root, files: list[str], size: int, augment: str = "none"):
+    def __init__(self, root, files: list[str], size: int, augment: str = "none", resize: int | None = None):
         self.root, self.files, self.size = Path(root), list(files), size
-        self.transform = transform(size, augment)
+        self.transform = transform(size, augment, resize)
 
     def __len__(self):
         return len(self.files)
@@ -371,6 +371,24 @@ class Loaders(NamedTuple):
     train: DataLoader
     val: DataLoader
     description: dict  # what the data was: goes into checkpoints and results files
+
+
+def folder_loader(root, size: int = 256, resize: int | None = None, batch_size: int = 32, workers=None):
+    """Every usable colour photo of a folder, in name order, for evaluation: shorter side resized
+    to `resize` (default: `size`), centre crop `size`. Returns (loader, skipped): the files the
+    header check refused, each with its reason; files that fail to decode come with their batch."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder")
+    good, skipped = scan(root, list_images(root), min_side=1)
+    if not good:
+        raise ValueError(f"{root}: no usable colour image ({len(skipped)} skipped)")
+    workers = default_workers() if workers is None else workers
+    dataset = PhotoFolder(root, good, size, "none", resize)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers, shuffle=False
+    )
+    return loader, skipped
 
 
 def default_workers() -> int:

@@ -111,7 +111,8 @@ def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> d
     Returns the mean of each metric, the number of images, the mean normalized MSE (the training
     loss scale) and the evaluation time.
     """
-    if isinstance(predict, torch.nn.Module):
+    model = isinstance(predict, torch.nn.Module)  # its output goes through its to_ab
+    if model:
         was_training = predict.training
         predict.eval()
     sums, n, t0 = {k: 0.0 for k in METRICS}, 0, time.perf_counter()
@@ -121,11 +122,13 @@ def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> d
             continue
         rgb = rgb.to(device)
         lab_true = lab.rgb_to_lab(rgb)  # once per batch: the model's input and the metrics' truth
-        per_image = image_metrics(rgb, predict(lab.normalize(lab_true)[0]).float(), lab_true)
+        l = lab.normalize(lab_true)[0]
+        ab = predict.to_ab(predict(l), l.shape[-2:]) if model else predict(l)
+        per_image = image_metrics(rgb, ab.float(), lab_true)
         for k, v in per_image.items():
             sums[k] += float(v.double().sum())
         n += len(rgb)
-    if isinstance(predict, torch.nn.Module) and was_training:
+    if model and was_training:
         predict.train()
     if n == 0:
         raise ValueError("evaluate: the loader yielded no image")
@@ -143,6 +146,7 @@ def format_table(rows: dict[str, dict], markdown: bool = False) -> str:
         lines = ["| | " + " | ".join(cols) + " |", "|---" + "|---:" * len(cols) + "|"]
         lines += [f"| {n} | " + " | ".join(f"{m[c]:.4g}" for c in cols) + " |" for n, m in rows.items()]
         return "\n".join(lines)
-    lines = [f"{'':<14}" + "".join(f"{c[:9]:>10}" for c in cols)]
-    lines += [f"{n[:14]:<14}" + "".join(f"{m[c]:>10.4g}" for c in cols) for n, m in rows.items()]
+    width = max(14, *(len(n) + 1 for n in rows))
+    lines = [f"{'':<{width}}" + "".join(f"{c[:9]:>10}" for c in cols)]
+    lines += [f"{n:<{width}}" + "".join(f"{m[c]:>10.4g}" for c in cols) for n, m in rows.items()]
     return "\n".join(lines)

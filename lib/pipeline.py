@@ -28,7 +28,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
-NOTEBOOKS = ["01_OriginalCNN", "02_EditedCNN", "03_ResNet18", "04_Comparison"]
+NOTEBOOKS = ["01_OriginalCNN", "02_EditedCNN", "03_ResNet18", "04_Comparison", "05_Classification"]
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"  # the one config jupyter-server-mathjax ships
 # On paper, long code lines wrap instead of being cut off at the page edge.
 # The template loads require.js from a CDN for interactive widgets; these notebooks have none.

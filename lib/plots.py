@@ -161,6 +161,39 @@ def sample_grid(rgb_true: torch.Tensor, predictions: dict):
     return image_grid(cols)
 
 
+def colour_bins(bins: torch.Tensor, prior: torch.Tensor | None = None, lightness: float = 60.0):
+    """The ab bins of the classification head (lib.classes) as cells of the ab plane, each in its
+    own colour at L* = `lightness`; with a prior, a second panel shades each bin by the share of
+    training pixels that fall in it (log scale)."""
+    bins = bins.float()
+    step = float(bins[:, 0].unique().diff().min())
+    ij = ((bins + 120) / step).round().long()  # cell of each bin on a fixed -120..120 raster
+    size = int(240 / step) + 1
+    lab_px = torch.cat((torch.full((len(bins), 1), lightness), bins), 1).T[None, :, :, None]  # (1, 3, Q, 1)
+    colours = lab.lab_to_rgb8(lab_px)[0, :, :, 0].T.numpy() / 255  # (Q, 3)
+    image = np.ones((size, size, 3))
+    image[ij[:, 1], ij[:, 0]] = colours  # rows: b*, columns: a*
+    panels = [("colour", image)]
+    if prior is not None:
+        shade = np.full((size, size), np.nan)
+        shade[ij[:, 1], ij[:, 0]] = np.log10(np.maximum(np.asarray(prior, dtype=float), 1e-7))
+        panels.append(("prior", shade))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.4), squeeze=False)
+    half = step / 2
+    for ax, (kind, img) in zip(axes[0], panels, strict=True):
+        shown = ax.imshow(img, origin="lower", extent=(-120 - half, 120 + half, -120 - half, 120 + half),
+                          cmap="viridis" if kind == "prior" else None)  # fmt: skip
+        if kind == "prior":
+            fig.colorbar(shown, ax=ax, label="log10 share of training pixels")
+            ax.set_title("how often each bin occurs (the prior)")
+        else:
+            ax.set_title(f"{len(bins)} colour bins (shown at L* = {lightness:g})")
+        ax.set_xlabel("a*  (green - red)")
+        ax.set_ylabel("b*  (blue - yellow)")
+    fig.tight_layout()
+    return fig
+
+
 def lab_channels(rgb: torch.Tensor):
     """One photo as the model sees it: L (the input) and a, b (what it must predict)."""
     x = lab.rgb_to_lab(rgb[:1])[0]

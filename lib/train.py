@@ -23,10 +23,9 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lib import data, lab, metrics, models, results
+from lib import classes, data, lab, metrics, models, results
 
 CHECKPOINT_FORMAT = "bw-colorization-checkpoint/1"
 
@@ -103,6 +102,7 @@ def make_checkpoint(model, name, options, epoch, val_loss, description, **extra)
         "format": CHECKPOINT_FORMAT,
         "model": name,
         "options": options,
+        "head": model.head,  # "regression" or "classification": how to read the model's output
         "normalization": lab.NORMALIZATION,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "epoch": epoch,
@@ -126,20 +126,35 @@ def batches(loader, device, skips: dict):
 
 
 def forward(model, l, device) -> torch.Tensor:
-    """The model's float32 output: bf16 autocast on CUDA, channels-last memory everywhere."""
+    """The model's float32 output (ab, or a classifier's logits): bf16 autocast on CUDA,
+    channels-last memory everywhere."""
     with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
         return model(l.contiguous(memory_format=torch.channels_last)).float()
 
 
 @torch.no_grad()
 def validate(model, loader, device, skips: dict) -> float:
-    """Mean normalized MSE over every validation image (not the first batch)."""
+    """The model's own loss (normalized MSE for a regression head) over every validation image."""
     model.eval()
     total, n = torch.zeros((), device=device), 0
     for l, ab in batches(loader, device, skips):
-        total += F.mse_loss(forward(model, l, device), ab, reduction="sum") / ab[0].numel()
+        total += model.loss(forward(model, l, device), ab) * len(l)
         n += len(l)
     return float(total) / max(n, 1)
+
+
+@torch.no_grad()
+def colour_prior(loader, device, skips: dict) -> torch.Tensor:
+    """The training set's ab prior over the colour bins (lib.classes), from one pass of the loader
+    (epoch 0's crops, which training never uses). Under torchrun every process counts its share
+    and the shares are averaged: the same prior, hence the same class weights, everywhere."""
+    loader.sampler.set_epoch(0)
+    bins = classes.ab_bins().to(device)
+    prior = classes.ab_prior((ab for _, ab in batches(loader, device, skips)), bins).to(device)
+    if dist.is_initialized():
+        dist.all_reduce(prior)
+        prior /= dist.get_world_size()
+    return prior.cpu()
 
 
 def fit(
@@ -223,6 +238,10 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     skips = run["skipped_during_training"]
+    if model.head == "classification" and not run["history"]:  # a resumed run has them in last.pt
+        prior = colour_prior(loaders.train, device, skips)
+        model.set_prior(prior)
+        run["ab_prior"] = prior.tolist()
     best = min((h["val_loss"] for h in run["history"]), default=float("inf"))
     for epoch in range(len(run["history"]) + 1, epochs + 1):
         loaders.train.sampler.set_epoch(epoch)  # shuffle order and augmentation seeds
@@ -231,7 +250,7 @@ def fit(
         show = progress and rank == 0
         bar = tqdm(loaders.train, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not show)
         for l, ab in batches(bar, device, skips):
-            loss = F.mse_loss(forward(net, l, device), ab)
+            loss = model.loss(forward(net, l, device), ab)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -278,7 +297,7 @@ def predict(model, rgb: torch.Tensor, device) -> torch.Tensor:
     """Normalized ab the model predicts for a uint8 RGB batch (on the CPU, float32)."""
     model.eval()
     l, _ = data.to_model(rgb, device)
-    return forward(model, l, device).cpu()
+    return model.to_ab(forward(model, l, device), l.shape[-2:]).cpu()
 
 
 def best_checkpoint(run: dict) -> str:
@@ -294,6 +313,10 @@ def main(argv=None) -> int:
         description="Train one colorizer, then score it and the gray baseline on the validation set.",
     )
     p.add_argument("--model", default="resnet18", choices=list(models.MODELS))
+    p.add_argument(
+        "--head", default="regression", choices=["regression", "classification"],
+        help="resnet18 only: predict ab (MSE) or a distribution over colour bins (Zhang et al.)",
+    )  # fmt: skip
     p.add_argument(
         "--data", default="builtin", help="'builtin' (the embedded photos) or a folder of colour photos"
     )
@@ -312,10 +335,14 @@ def main(argv=None) -> int:
     p.add_argument("--compile", action="store_true", help="train through torch.compile (long runs)")
     a = p.parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    if a.head != "regression" and a.model != "resnet18":
+        p.error(f"--head {a.head} needs --model resnet18")
+    options = {"head": a.head} if a.head != "regression" else {}  # regression runs: as before
 
     rank, world = start_distributed()  # under torchrun: one process per GPU (or CPU share)
     device = pick_device(a.device)
-    out = [a.out or f"runs/{a.model}-{datetime.now():%Y%m%d-%H%M%S}"]
+    name = a.model if not options else f"{a.model}-{a.head}"
+    out = [a.out or f"runs/{name}-{datetime.now():%Y%m%d-%H%M%S}"]
     if world > 1:
         dist.broadcast_object_list(out, src=0)  # one run folder for all processes
     out = Path(out[0])
@@ -331,8 +358,8 @@ def main(argv=None) -> int:
             print(f"data: {d['n_train']} train / {d['n_val']} val images at {a.size}px, "
                   f"{len(d['skipped'])} skipped; {world} process(es)")  # fmt: skip
         _, run = fit(
-            a.model, loaders, out, epochs=a.epochs, lr=a.lr, device=device, seed=a.seed, resume=a.resume,
-            compile=a.compile,
+            a.model, loaders, out, epochs=a.epochs, lr=a.lr, options=options, device=device, seed=a.seed,
+            resume=a.resume, compile=a.compile,
         )  # fmt: skip
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)

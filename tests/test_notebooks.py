@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_the_four_notebooks_are_there_in_reading_order():
+def test_the_notebooks_are_there_in_reading_order():
     assert [p.stem for p in NOTEBOOKS] == pipeline.NOTEBOOKS
 
 
@@ -115,6 +115,13 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
     ]  # fmt: skip
     charts += [p.stem for p in (out / "figures").glob("colorized_*.png")]  # full-resolution photos
     assert len(charts) == 15
+    heads = json.loads((out / "results" / "heads.json").read_text())
+    assert set(heads["metrics"]) == {"resnet18 (MSE)", "resnet18 (classes)", "gray baseline"}
+    assert all(math.isfinite(v) for m in heads["metrics"].values() for v in m.values())
+    resnet = json.loads((out / "results" / "resnet18.json").read_text())
+    assert heads["runs"]["mse"]["checkpoints"] == resnet["checkpoints"]  # notebook 3's run, reused
+    charts += ["colour_bins", "samples_heads", *(p.stem for p in (out / "figures").glob("heads_*.png"))]
+    assert len(charts) == 19
     for chart in charts:
         assert (out / "figures" / f"{chart}.png").stat().st_size > 1000
         json.loads((out / "figures" / f"{chart}.json").read_text())  # the data behind it

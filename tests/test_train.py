@@ -5,8 +5,9 @@ import math
 
 import pytest
 import torch
+from PIL import Image
 
-from lib import data, lab, metrics, train
+from lib import classes, colorize, data, lab, metrics, train
 from lib.models import build_model
 
 
@@ -68,6 +69,25 @@ def test_a_compiled_run_learns_the_same_as_an_eager_one(tiny_loaders, tmp_path):
     assert train.validate(restored, tiny_loaders.val, torch.device("cpu"), {}) == pytest.approx(
         compiled["checkpoints"][-1]["val_loss"], rel=1e-5
     )
+
+
+def test_a_classification_run_learns_and_its_checkpoint_colorizes(tiny_loaders, tmp_path):
+    options = {"head": "classification"}
+    _, run = train.fit("resnet18", tiny_loaders, tmp_path, epochs=3, options=options, progress=False)
+    prior = torch.tensor(run["ab_prior"], dtype=torch.float64)
+    assert prior.sum().item() == pytest.approx(1) and (prior > 0).all()
+    losses = [h["train_loss"] for h in run["history"]]
+    assert losses[-1] < 0.97 * losses[0]  # 18 small steps: deterministic on the CPU
+    model, ckpt = train.load_checkpoint(train.best_checkpoint(run))
+    assert ckpt["head"] == "classification" and ckpt["options"] == options
+    # the class weights travel in the checkpoint and come from the training set's prior
+    torch.testing.assert_close(model.class_weights, classes.rebalancing_weights(prior).float())
+    rgb = data.sample_images(tiny_loaders.val.dataset, 3)
+    ab = train.predict(model, rgb, torch.device("cpu"))
+    assert ab.shape == (3, 2, 32, 32) and ab.abs().max() <= 1
+    image = Image.fromarray(rgb[0].permute(1, 2, 0).numpy()).convert("L").resize((70, 50))
+    out = colorize.colorize_image(image, model, size=32)
+    assert out.size == (70, 50) and out.mode == "RGB"
 
 
 def test_resume_gives_the_same_history_as_an_uninterrupted_run(tiny_loaders, tmp_path):

@@ -1,0 +1,85 @@
+"""`python -m lib.evaluate`: score checkpoints on any folder of colour photos.
+
+    python -m lib.evaluate --checkpoint runs/a/best.pt --checkpoint runs/b/best.pt --data photos/
+
+Every photo is brought to the usual protocol: shorter side resized to 256, centre crop 256
+(--resize and --size change it). Each model sees the crop's lightness and predicts its colour;
+every metric of lib.metrics compares the prediction with the photo's own colour, and the gray
+baseline (a = b = 0) is scored on the same crops. Prints one table and writes the numbers, with
+their provenance, to a JSON file. Files that are not usable colour photos are skipped and named.
+"""
+
+import argparse
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from lib import data, metrics, results, train
+
+
+def labels(paths: list[str], ckpts: list[dict]) -> list[str]:
+    """Row names: model and head, plus the file's folder and name where two would be the same."""
+    names = [
+        c["model"] + ("" if c.get("head", "regression") == "regression" else f" ({c['head']})") for c in ckpts
+    ]
+    return [
+        n if names.count(n) == 1 else f"{n} [{Path(p).parent.name}/{Path(p).name}]"
+        for n, p in zip(names, paths, strict=True)
+    ]  # fmt: skip
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lib.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", action="append", required=True, help="a checkpoint (.pt); repeat for more")
+    p.add_argument("--data", required=True, help="a folder of colour photos (searched recursively)")
+    p.add_argument("--size", type=int, default=256, help="centre crop, pixels (default 256)")
+    p.add_argument("--resize", type=int, default=None, help="shorter side before the crop (default: --size)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--out", default=None, help="JSON file to write (default: runs/evaluate-<time>.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    a = p.parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    out = Path(a.out or f"runs/evaluate-{datetime.now():%Y%m%d-%H%M%S}.json")
+    if out.exists() and not a.overwrite:
+        print(f"error: {out}: exists; choose another --out or add --overwrite", file=sys.stderr)
+        return 2
+    started, device = results.now(), train.pick_device(a.device)
+    try:
+        loaded = [train.load_checkpoint(c, device) for c in a.checkpoint]
+        loader, skipped = data.folder_loader(a.data, a.size, a.resize, a.batch_size, a.workers)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(loader.dataset)} photos from {a.data} (shorter side {a.resize or a.size}, centre crop "
+          f"{a.size}), {len(skipped)} skipped; {device}")  # fmt: skip
+    seen = dict(skipped)  # decode-time failures are added (and named) as the loader finds them
+    names = labels(a.checkpoint, [ckpt for _, ckpt in loaded])
+    rows, about = {}, {}
+    for name, path, (model, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
+        rows[name] = metrics.evaluate(model, loader, device, seen)
+        about[name] = {
+            "path": str(path), "model": ckpt["model"], "head": ckpt.get("head", "regression"),
+            "options": ckpt["options"], "epoch": ckpt["epoch"], "trained_on": ckpt["data"].get("source"),
+        }  # fmt: skip
+    rows["gray baseline"] = metrics.evaluate(metrics.gray_baseline, loader, device, seen)
+    print(metrics.format_table(rows))
+    if seen:
+        print(f"skipped {len(seen)} file(s):")
+        for f, reason in seen.items():
+            print(f"  {f}: {reason}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results.save(
+        out, data=str(Path(a.data).resolve()), protocol={"resize": a.resize or a.size, "crop": a.size},
+        checkpoints=about,
+        metrics=rows, skipped=[[f, r] for f, r in seen.items()],
+        provenance=results.provenance(device, started),
+    )  # fmt: skip
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""`python -m lib.evaluate`: every checkpoint and the gray baseline on any folder, bad files named."""
+
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from lib import evaluate, models, train
+
+
+def make_checkpoint(path, **options):
+    torch.manual_seed(0)
+    model = models.build_model("resnet18", **options)
+    ckpt = train.make_checkpoint(model, "resnet18", options, 1, 0.0, {"source": "a test", "size": 64})
+    train.save_atomic(ckpt, path)
+    return path
+
+
+def photo_folder(root):
+    """Five colour photos of different sizes and shapes, one gray one, and two broken files."""
+    root.mkdir()
+    sources = [skdata.astronaut(), skdata.coffee(), skdata.chelsea()]
+    for i, (w, h) in enumerate([(300, 200), (200, 300), (256, 256), (120, 90), (400, 400)]):
+        Image.fromarray(sources[i % 3]).resize((w, h)).save(root / f"photo{i}.jpg", quality=92)
+    Image.fromarray(skdata.camera()).save(root / "gray.png")
+    (root / "empty.jpg").write_bytes(b"")
+    good = (root / "photo0.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    return root
+
+
+def test_scores_every_checkpoint_and_the_gray_baseline_and_names_bad_files(tmp_path, capsys):
+    folder = photo_folder(tmp_path / "photos")
+    mse = make_checkpoint(tmp_path / "mse.pt")
+    cls = make_checkpoint(tmp_path / "cls.pt", head="classification")
+    out = tmp_path / "scores.json"
+    argv = ["--checkpoint", str(mse), "--checkpoint", str(cls), "--data", str(folder), "--size", "64"]
+    assert evaluate.main([*argv, "--workers", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads(out.read_text())
+    rows = record["metrics"]
+    assert list(rows) == ["resnet18", "resnet18 (classification)", "gray baseline"]
+    assert all(r["n_images"] == 5 for r in rows.values())  # the truncated file fails only while decoding
+    skipped = {name.split("/")[-1]: reason for name, reason in record["skipped"]}
+    assert set(skipped) == {"gray.png", "empty.jpg", "truncated.jpg"}
+    assert "empty" in skipped["empty.jpg"] and "decode" in skipped["truncated.jpg"]
+    assert "no colour" in skipped["gray.png"] or "grayscale" in skipped["gray.png"]
+    for name in ("gray.png", "empty.jpg", "truncated.jpg", "resnet18 (classification)", "gray baseline"):
+        assert name in printed
+    gray = rows["gray baseline"]
+    assert gray["colourfulness"] < 0.01 and gray["colourfulness_true"] > 5  # 8-bit rounding of gray
+    # the classification checkpoint is read as one: its annealed mean gives colour, not logits
+    assert rows["resnet18 (classification)"]["colourfulness"] > 0.1
+    assert rows["resnet18"]["ab_mse"] != gray["ab_mse"]
+    assert record["protocol"] == {"resize": 64, "crop": 64}
+    assert record["checkpoints"]["resnet18 (classification)"]["head"] == "classification"
+    assert record["provenance"]["git_commit"]
+
+
+def test_the_protocol_changes_the_crop_not_the_photos(tmp_path):
+    folder = photo_folder(tmp_path / "photos")
+    ckpt = make_checkpoint(tmp_path / "mse.pt")
+    scores = {}
+    for size, resize in ((32, None), (32, 48)):
+        out = tmp_path / f"s{size}-{resize}.json"
+        argv = ["--checkpoint", str(ckpt), "--data", str(folder), "--size", str(size), "--workers", "0"]
+        assert evaluate.main([*argv, *(["--resize", str(resize)] if resize else []), "--out", str(out)]) == 0
+        scores[resize] = json.loads(out.read_text())["metrics"]["resnet18"]
+    assert scores[None]["n_images"] == scores[48]["n_images"] == 5
+    assert scores[None]["ab_mse"] != scores[48]["ab_mse"]  # a different crop of the same photos
+
+
+def test_refuses_to_overwrite_and_reports_bad_checkpoints_in_one_line(tmp_path, capsys):
+    folder = photo_folder(tmp_path / "photos")
+    ckpt = make_checkpoint(tmp_path / "mse.pt")
+    out = tmp_path / "scores.json"
+    out.write_text("keep me")
+    assert evaluate.main(["--checkpoint", str(ckpt), "--data", str(folder), "--out", str(out)]) == 2
+    assert out.read_text() == "keep me"
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(np.arange(10).tobytes())
+    capsys.readouterr()
+    rc = evaluate.main(["--checkpoint", str(junk), "--data", str(folder), "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "junk.pt" in err
+    assert not (tmp_path / "x.json").exists()
