@@ -370,11 +370,12 @@ def main(argv=None) -> int:
         if rank != 0:
             return 0
     model, _ = load_checkpoint(best_checkpoint(run), device)
+    label = a.model if not options else f"{a.model} ({a.head})"
     scores = {
-        a.model: metrics.evaluate(model, loaders.val, device),
+        label: metrics.evaluate(model, loaders.val, device),
         "gray baseline": metrics.evaluate(metrics.gray_baseline, loaders.val, device),
     }
-    print(f"\nvalidation set, {scores[a.model]['n_images']} images (best checkpoint, epoch "
+    print(f"\nvalidation set, {scores[label]['n_images']} images (best checkpoint, epoch "
           f"{min(run['checkpoints'], key=lambda c: c['val_loss'])['epoch']}):")  # fmt: skip
     print(metrics.format_table(scores))
     if run["skipped_during_training"]:
