@@ -54,6 +54,11 @@ def test_readme_speed_figures_are_the_benchmarks():
     pipe = json.loads((ROOT / "figures" / "results" / "bench_pipeline.json").read_text())
     assert f"**{pipe['ours_images_per_s']:.0f} images/s** vs {pipe['original_images_per_s']:.0f}" in readme
     assert f"**{pipe['ratio']:.1f}×**" in readme
+    mem = json.loads((ROOT / "figures" / "results" / "bench_memory.json").read_text())
+    assert f"**{mem['growth_mb']:+.0f} MB**" in readme and mem["growth_mb"] < 100
+    assert all(f"**{r['peak_rss_mb']:.0f} MB**" in readme for r in mem["rows"])
+    train = json.loads((ROOT / "figures" / "results" / "bench_train.json").read_text())
+    assert len(train["rows"]) == 9 and all(f"**{r['images_per_s']:.1f}**" in readme for r in train["rows"])
     lab = json.loads((ROOT / "figures" / "results" / "bench_lab.json").read_text())
     assert (
         f"**{lab['lib_ms_per_image']:.2f} ms/image**" in readme
