@@ -111,7 +111,7 @@ def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> d
     Returns the mean of each metric, the number of images, the mean normalized MSE (the training
     loss scale) and the evaluation time.
     """
-    model = isinstance(predict, torch.nn.Module)  # its output goes through its to_ab
+    model = isinstance(predict, torch.nn.Module)
     if model:
         was_training = predict.training
         predict.eval()
@@ -123,7 +123,9 @@ def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> d
         rgb = rgb.to(device)
         lab_true = lab.rgb_to_lab(rgb)  # once per batch: the model's input and the metrics' truth
         l = lab.normalize(lab_true)[0]
-        ab = predict.to_ab(predict(l), l.shape[-2:]) if model else predict(l)
+        ab = predict(l)
+        if hasattr(predict, "to_ab"):  # our models: a classifier's logits become ab here
+            ab = predict.to_ab(ab, l.shape[-2:])
         per_image = image_metrics(rgb, ab.float(), lab_true)
         for k, v in per_image.items():
             sums[k] += float(v.double().sum())

@@ -45,6 +45,15 @@ def test_readme_results_table_is_the_reference_runs():
     assert metrics.format_table(scores, markdown=True) in (ROOT / "README.md").read_text()
 
 
+def test_readme_heads_table_is_the_evaluation_on_real_photos():
+    """The two heads' scores on real photos come from what `python -m lib.evaluate` wrote."""
+    record = json.loads((ROOT / "figures" / "results" / "heads_photos.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert metrics.format_table(record["metrics"], markdown=True) in readme
+    assert record["protocol"] == {"resize": 256, "crop": 256}
+    assert all(r["n_images"] == 264 for r in record["metrics"].values())
+
+
 def test_readme_speed_figures_are_the_benchmarks():
     bench = json.loads((ROOT / "figures" / "results" / "bench_colorize.json").read_text())
     readme = (ROOT / "README.md").read_text()
