@@ -232,7 +232,8 @@ def fit(
             raise ValueError(f"{last}: cannot resume, the run used other {', '.join(sorted(mismatch))}")
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
-        run |= {k: state["run"][k] for k in ("history", "checkpoints", "skipped_during_training")}
+        kept = ("history", "checkpoints", "skipped_during_training", "ab_prior")
+        run |= {k: state["run"][k] for k in kept if k in state["run"]}
     elif last.exists():
         raise FileExistsError(f"{out_dir}: already holds a run; resume it or choose another folder")
     out_dir.mkdir(parents=True, exist_ok=True)

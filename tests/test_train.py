@@ -85,6 +85,11 @@ def test_a_classification_run_learns_and_its_checkpoint_colorizes(tiny_loaders, 
     rgb = data.sample_images(tiny_loaders.val.dataset, 3)
     ab = train.predict(model, rgb, torch.device("cpu"))
     assert ab.shape == (3, 2, 32, 32) and ab.abs().max() <= 1
+    # a finished run picked up again (a notebook re-run) keeps its prior
+    _, again = train.fit(
+        "resnet18", tiny_loaders, tmp_path, epochs=3, options=options, resume=True, progress=False
+    )
+    assert again["ab_prior"] == run["ab_prior"] and histories_equal(again["history"], run["history"])
     image = Image.fromarray(rgb[0].permute(1, 2, 0).numpy()).convert("L").resize((70, 50))
     out = colorize.colorize_image(image, model, size=32)
     assert out.size == (70, 50) and out.mode == "RGB"
