@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="JSON file to write (default: runs/evaluate-<time>.json)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     a = p.parse_args(argv)
+    if a.resize is not None and a.resize < a.size:
+        p.error(f"--resize {a.resize} is smaller than the crop --size {a.size}")
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     out = Path(a.out or f"runs/evaluate-{datetime.now():%Y%m%d-%H%M%S}.json")
     if out.exists() and not a.overwrite:

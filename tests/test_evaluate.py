@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from skimage import data as skdata
@@ -79,6 +80,8 @@ def test_refuses_to_overwrite_and_reports_bad_checkpoints_in_one_line(tmp_path, 
     out.write_text("keep me")
     assert evaluate.main(["--checkpoint", str(ckpt), "--data", str(folder), "--out", str(out)]) == 2
     assert out.read_text() == "keep me"
+    with pytest.raises(SystemExit):  # a crop larger than the resized photo would pad it with black
+        evaluate.main(["--checkpoint", str(ckpt), "--data", str(folder), "--size", "64", "--resize", "32"])
     junk = tmp_path / "junk.pt"
     junk.write_bytes(np.arange(10).tobytes())
     capsys.readouterr()
