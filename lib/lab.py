@@ -213,8 +213,8 @@ def lab_to_rgb8(lab: torch.Tensor) -> torch.Tensor:
 
 
 def rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) sRGB (uint8 or float in [0, 1]) -> L* (N, 1, H, W): lightness alone, ~3x faster
-    than rgb_to_lab for big photos (a 256-entry table linearizes 8-bit values)."""
+    """(N, 3, H, W) sRGB (uint8 or float in [0, 1]) -> L* (N, 1, H, W): lightness alone, for big
+    photos: a third of rgb_to_lab's output memory, and 1.2-1.4x faster on a 12 MP photo (2 cores)."""
     _check(rgb, "rgb")
     weights = _XYZ_FROM_RGB[1].to(rgb.device, torch.float32)
     return _chunked(_rgb_to_l_block, rgb, _decode_lut(rgb.device), weights, channels=1)
