@@ -59,14 +59,15 @@ def main(argv=None) -> int:
           f"{a.size}), {len(skipped)} skipped; {device}")  # fmt: skip
     seen = dict(skipped)  # decode-time failures are added (and named) as the loader finds them
     names = labels(a.checkpoint, [ckpt for _, ckpt in loaded])
-    rows, about = {}, {}
-    for name, path, (model, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
-        rows[name] = metrics.evaluate(model, loader, device, seen)
+    about = {}
+    for name, path, (_, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
         about[name] = {
             "path": str(path), "model": ckpt["model"], "head": ckpt.get("head", "regression"),
             "options": ckpt["options"], "epoch": ckpt["epoch"], "trained_on": ckpt["data"].get("source"),
         }  # fmt: skip
-    rows["gray baseline"] = metrics.evaluate(metrics.gray_baseline, loader, device, seen)
+    predictors = {name: model for name, (model, _) in zip(names, loaded, strict=True)}
+    # one pass over the folder: each photo is decoded and converted once, then scored by every model
+    rows = metrics.evaluate_all({**predictors, "gray baseline": metrics.gray_baseline}, loader, device, seen)
     print(metrics.format_table(rows))
     if seen:
         print(f"skipped {len(seen)} file(s):")

@@ -104,40 +104,47 @@ def gray_baseline(l: torch.Tensor) -> torch.Tensor:
     return torch.zeros(l.shape[0], 2, *l.shape[2:], device=l.device)
 
 
-@torch.inference_mode()
 def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> dict:
     """Score `predict` (a model, or gray_baseline) on every image of a loader.
 
     Returns the mean of each metric, the number of images, the mean normalized MSE (the training
     loss scale) and the evaluation time.
     """
-    model = isinstance(predict, torch.nn.Module)
-    if model:
-        was_training = predict.training
-        predict.eval()
-    sums, n, t0 = {k: 0.0 for k in METRICS}, 0, time.perf_counter()
+    return evaluate_all({"": predict}, loader, device, seen_skips)[""]
+
+
+@torch.inference_mode()
+def evaluate_all(predictors: dict, loader, device="cpu", seen_skips: dict | None = None) -> dict:
+    """evaluate() for several predictors {name: model or gray_baseline} in one pass over the
+    loader: each batch is decoded and converted to Lab once, then scored by every predictor.
+    Returns {name: scores}; "seconds" is the time of the whole pass."""
+    modes = {name: p.training for name, p in predictors.items() if isinstance(p, torch.nn.Module)}
+    for name in modes:
+        predictors[name].eval()
+    sums, n, t0 = {name: dict.fromkeys(METRICS, 0.0) for name in predictors}, 0, time.perf_counter()
     for rgb, skips in loader:
         data.record_skips(seen_skips if seen_skips is not None else {}, skips)
         if len(rgb) == 0:
             continue
         rgb = rgb.to(device)
-        lab_true = lab.rgb_to_lab(rgb)  # once per batch: the model's input and the metrics' truth
+        lab_true = lab.rgb_to_lab(rgb)  # once per batch: the models' input and the metrics' truth
         l = lab.normalize(lab_true)[0]
-        ab = predict(l)
-        if hasattr(predict, "to_ab"):  # our models: a classifier's logits become ab here
-            ab = predict.to_ab(ab, l.shape[-2:])
-        per_image = image_metrics(rgb, ab.float(), lab_true)
-        for k, v in per_image.items():
-            sums[k] += float(v.double().sum())
+        for name, predict in predictors.items():
+            ab = predict(l)
+            if hasattr(predict, "to_ab"):  # our models: a classifier's logits become ab here
+                ab = predict.to_ab(ab, l.shape[-2:])
+            for k, v in image_metrics(rgb, ab.float(), lab_true).items():
+                sums[name][k] += float(v.double().sum())
         n += len(rgb)
-    if model and was_training:
-        predict.train()
+    for name, was_training in modes.items():
+        predictors[name].train(was_training)
     if n == 0:
         raise ValueError("evaluate: the loader yielded no image")
-    out = {k: v / n for k, v in sums.items()}
-    out["mse_normalized"] = out["ab_mse"] / lab.AB_SCALE**2
-    out["n_images"] = n
-    out["seconds"] = time.perf_counter() - t0
+    seconds, out = time.perf_counter() - t0, {}
+    for name, total in sums.items():
+        out[name] = {k: v / n for k, v in total.items()}
+        out[name]["mse_normalized"] = out[name]["ab_mse"] / lab.AB_SCALE**2
+        out[name] |= {"n_images": n, "seconds": seconds}
     return out
 
 

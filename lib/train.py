@@ -372,10 +372,7 @@ def main(argv=None) -> int:
             return 0
     model, _ = load_checkpoint(best_checkpoint(run), device)
     label = a.model if not options else f"{a.model} ({a.head})"
-    scores = {
-        label: metrics.evaluate(model, loaders.val, device),
-        "gray baseline": metrics.evaluate(metrics.gray_baseline, loaders.val, device),
-    }
+    scores = metrics.evaluate_all({label: model, "gray baseline": metrics.gray_baseline}, loaders.val, device)
     print(f"\nvalidation set, {scores[label]['n_images']} images (best checkpoint, epoch "
           f"{min(run['checkpoints'], key=lambda c: c['val_loss'])['epoch']}):")  # fmt: skip
     print(metrics.format_table(scores))

@@ -112,3 +112,18 @@ def test_evaluate_runs_models_and_the_baseline_through_the_same_code():
     assert model.training  # evaluate() restores the mode it found
     assert set(metrics.METRICS) <= set(scored)
     assert all(np.isfinite(scored[k]) for k in metrics.METRICS)
+
+
+def test_evaluate_all_scores_every_predictor_as_evaluate_does_alone():
+    rgb = photos(32)
+    loader = [(rgb[:2], []), (rgb[2:], [])]
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 2, 1).train()
+    both = metrics.evaluate_all({"model": model, "gray": metrics.gray_baseline}, loader)
+    assert model.training  # its mode is restored
+    for name, predict in (("model", model), ("gray", metrics.gray_baseline)):
+        alone = metrics.evaluate(predict, loader)
+        assert both[name]["n_images"] == alone["n_images"] == 3
+        for k in metrics.METRICS:
+            assert both[name][k] == pytest.approx(alone[k], rel=1e-6)
+    assert both["model"]["ab_mse"] != both["gray"]["ab_mse"]
