@@ -15,14 +15,12 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from lib import data, metrics, results, train
+from lib import data, metrics, models, results, train
 
 
 def labels(paths: list[str], ckpts: list[dict]) -> list[str]:
     """Row names: model and head, plus the file's folder and name where two would be the same."""
-    names = [
-        c["model"] + ("" if c.get("head", "regression") == "regression" else f" ({c['head']})") for c in ckpts
-    ]
+    names = [models.label(c["model"], c["options"]) for c in ckpts]
     return [
         n if names.count(n) == 1 else f"{n} [{Path(p).parent.name}/{Path(p).name}]"
         for n, p in zip(names, paths, strict=True)

@@ -148,14 +148,21 @@ class ResNet18Colorizer(nn.Module):
     would take 4x the memory. `to_ab` turns them into ab (annealed mean, then bilinear x2), and
     `loss` is the rebalanced cross-entropy with the weights in the buffer `class_weights` (ones
     until `set_prior`; saved in checkpoints). The bin centres are recomputed, not saved.
+    `rebalance` is Zhang's lambda, the rebalancing's mix of prior and uniform: 0.5 as the paper;
+    1 turns rebalancing off (every colour counts the same), to show what it buys and costs.
     """
 
-    def __init__(self, pretrained: bool = False, head: str = "regression"):
+    def __init__(self, pretrained: bool = False, head: str = "regression", rebalance: float = classes.LAMBDA):
         super().__init__()
         if head not in ("regression", "classification"):
             raise ValueError(f"unknown head {head!r}; choose 'regression' or 'classification'")
+        if rebalance != classes.LAMBDA and head != "classification":
+            raise ValueError("rebalance needs head='classification'")
+        if not 0 < rebalance <= 1:
+            raise ValueError(f"rebalance (lambda) must be in (0, 1], got {rebalance}")
         self.pretrained = pretrained
         self.head = head
+        self.rebalance = rebalance
         if pretrained:
             resnet = _pretrained_resnet18()
         else:
@@ -209,7 +216,7 @@ class ResNet18Colorizer(nn.Module):
         """Rebalancing weights from the training set's colour prior (classes.ab_prior)."""
         if self.head != "classification":
             raise ValueError("set_prior needs head='classification'")
-        self.class_weights.copy_(classes.rebalancing_weights(prior))
+        self.class_weights.copy_(classes.rebalancing_weights(prior, self.rebalance))
 
 
 def _pretrained_resnet18():
@@ -231,6 +238,16 @@ def build_model(name: str, **options) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return MODELS[name](**options)
+
+
+def label(name: str, options: dict) -> str:
+    """A row name for tables: "resnet18", "resnet18 (classification)", "resnet18 (classification,
+    λ=1)" for a run without the paper's rebalancing."""
+    head = options.get("head", "regression")
+    if head == "regression":
+        return name
+    lam = options.get("rebalance", classes.LAMBDA)
+    return f"{name} ({head})" if lam == classes.LAMBDA else f"{name} ({head}, λ={lam:g})"
 
 
 def count_parameters(model: nn.Module) -> int:

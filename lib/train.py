@@ -319,6 +319,10 @@ def main(argv=None) -> int:
         help="resnet18 only: predict ab (MSE) or a distribution over colour bins (Zhang et al.)",
     )  # fmt: skip
     p.add_argument(
+        "--rebalance", type=float, default=None, metavar="LAMBDA",
+        help=f"classification head: lambda of the class rebalancing (default {classes.LAMBDA}; 1 = none)",
+    )  # fmt: skip
+    p.add_argument(
         "--data", default="builtin", help="'builtin' (the embedded photos) or a folder of colour photos"
     )
     p.add_argument("--size", type=int, default=64, help="training crop size in pixels")
@@ -338,7 +342,11 @@ def main(argv=None) -> int:
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     if a.head != "regression" and a.model != "resnet18":
         p.error(f"--head {a.head} needs --model resnet18")
+    if a.rebalance is not None and a.head != "classification":
+        p.error("--rebalance needs --head classification")
     options = {"head": a.head} if a.head != "regression" else {}  # regression runs: as before
+    if a.rebalance is not None:
+        options["rebalance"] = a.rebalance
 
     rank, world = start_distributed()  # under torchrun: one process per GPU (or CPU share)
     device = pick_device(a.device)
@@ -371,7 +379,7 @@ def main(argv=None) -> int:
         if rank != 0:
             return 0
     model, _ = load_checkpoint(best_checkpoint(run), device)
-    label = a.model if not options else f"{a.model} ({a.head})"
+    label = models.label(a.model, options)
     scores = metrics.evaluate_all({label: model, "gray baseline": metrics.gray_baseline}, loaders.val, device)
     print(f"\nvalidation set, {scores[label]['n_images']} images (best checkpoint, epoch "
           f"{min(run['checkpoints'], key=lambda c: c['val_loss'])['epoch']}):")  # fmt: skip

@@ -6,7 +6,7 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
-from lib import classes, lab
+from lib import classes, lab, models, train
 from lib.models import EditedCNN, OriginalCNN, ResNet18Colorizer, build_model, count_parameters, layer_table
 
 BINS = classes.ab_bins()
@@ -308,3 +308,24 @@ def test_class_weights_travel_in_the_state_dict():
     assert torch.allclose(fresh.class_weights.double(), classes.rebalancing_weights(prior / prior.sum()))
     with pytest.raises(ValueError):
         ResNet18Colorizer().set_prior(prior)
+
+
+def test_rebalance_one_turns_rebalancing_off_and_is_remembered(tmp_path):
+    prior = torch.rand(Q, dtype=torch.float64)
+    model = ResNet18Colorizer(head="classification", rebalance=1.0)
+    model.set_prior(prior / prior.sum())
+    assert torch.equal(model.class_weights, torch.ones(Q))
+    options = {"head": "classification", "rebalance": 1.0}
+    ckpt = train.make_checkpoint(model, "resnet18", options, 1, 0.0, {"source": "a test"})
+    train.save_atomic(ckpt, tmp_path / "c.pt")
+    loaded, _ = train.load_checkpoint(tmp_path / "c.pt")
+    assert loaded.rebalance == 1.0 and torch.equal(loaded.class_weights, torch.ones(Q))
+    assert models.label("resnet18", options) == "resnet18 (classification, λ=1)"
+    assert models.label("resnet18", {"head": "classification"}) == "resnet18 (classification)"
+    assert models.label("resnet18", {}) == "resnet18"
+    with pytest.raises(ValueError, match="needs head='classification'"):
+        ResNet18Colorizer(rebalance=1.0)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        ResNet18Colorizer(head="classification", rebalance=0.0)
+    with pytest.raises(SystemExit):
+        train.main(["--rebalance", "1", "--epochs", "1"])  # a regression run has nothing to rebalance

@@ -36,13 +36,16 @@ def test_scores_every_checkpoint_and_the_gray_baseline_and_names_bad_files(tmp_p
     folder = photo_folder(tmp_path / "photos")
     mse = make_checkpoint(tmp_path / "mse.pt")
     cls = make_checkpoint(tmp_path / "cls.pt", head="classification")
+    flat = make_checkpoint(tmp_path / "flat.pt", head="classification", rebalance=1.0)
     out = tmp_path / "scores.json"
-    argv = ["--checkpoint", str(mse), "--checkpoint", str(cls), "--data", str(folder), "--size", "64"]
+    argv = [arg for c in (mse, cls, flat) for arg in ("--checkpoint", str(c))]
+    argv += ["--data", str(folder), "--size", "64"]
     assert evaluate.main([*argv, "--workers", "0", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     record = json.loads(out.read_text())
     rows = record["metrics"]
-    assert list(rows) == ["resnet18", "resnet18 (classification)", "gray baseline"]
+    heads = ["resnet18 (classification)", "resnet18 (classification, λ=1)"]
+    assert list(rows) == ["resnet18", *heads, "gray baseline"]
     assert all(r["n_images"] == 5 for r in rows.values())  # the truncated file fails only while decoding
     skipped = {name.split("/")[-1]: reason for name, reason in record["skipped"]}
     assert set(skipped) == {"gray.png", "empty.jpg", "truncated.jpg"}
