@@ -33,6 +33,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+# The code that runs is the code that was imported. Read once, here: a run of hours must not
+# claim a commit made, or an edit begun, while it ran (results and checkpoints record this).
+CODE_COMMIT = git_commit()
+
+
 def cpu_name() -> str:
     """The processor's model name (Linux), else what platform knows."""
     try:
@@ -54,7 +59,7 @@ def provenance(device, started: str) -> dict:
     device = torch.device(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
-        "git_commit": git_commit(),
+        "git_commit": CODE_COMMIT,
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,

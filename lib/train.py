@@ -108,7 +108,7 @@ def make_checkpoint(model, name, options, epoch, val_loss, description, **extra)
         "epoch": epoch,
         "val_loss": val_loss,
         "data": description,
-        "git_commit": results.git_commit(),
+        "git_commit": results.CODE_COMMIT,
         **extra,
     }
 

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -75,3 +77,31 @@ def test_readme_speed_figures_are_the_benchmarks():
         f"**{lab['lib_ms_per_image']:.2f} ms/image**" in readme
         and f"**{lab['ratio']:.1f}× faster**" in readme
     )
+
+
+def test_results_record_the_commit_that_was_imported_not_a_later_one(tmp_path):
+    """A commit made while a run goes on must not be claimed by the run's results."""
+    repo = tmp_path / "repo"
+    (repo / "lib").mkdir(parents=True)
+    (repo / "lib" / "__init__.py").write_text("")
+    (repo / "lib" / "results.py").write_text((ROOT / "lib" / "results.py").read_text())
+
+    def git(*args):
+        ident = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+        return subprocess.run(["git", *ident, *args], cwd=repo, check=True, capture_output=True, text=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    first = git("rev-parse", "HEAD").stdout.strip()
+    script = (
+        "import subprocess, lib.results as r\n"
+        "open('lib/__init__.py', 'a').write('# edited while running\\n')\n"
+        "subprocess.run(['git', '-c', 'user.name=t', '-c', 'user.email=t@t', '-c', 'commit.gpgsign=false',"
+        " 'commit', '-qam', 'second'], check=True)\n"
+        "print(r.__file__, r.provenance('cpu', r.now())['git_commit'], r.git_commit())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=repo, check=True, capture_output=True, text=True)
+    module, recorded, now = out.stdout.split()
+    assert module == str(repo / "lib" / "results.py")  # the copy, not the project's own
+    assert recorded == first and now == git("rev-parse", "HEAD").stdout.strip() != first
