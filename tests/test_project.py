@@ -54,8 +54,17 @@ def test_readme_heads_table_is_the_evaluation_on_real_photos():
     assert metrics.format_table(record["metrics"], markdown=True) in readme
     assert record["protocol"] == {"resize": 256, "crop": 256}
     assert all(r["n_images"] == 264 for r in record["metrics"].values())
-    longer = json.loads((ROOT / "figures" / "results" / "heads_photos_30.json").read_text())
-    assert metrics.format_table(longer["metrics"], markdown=True) in readme
+    for name in ("heads_photos_30.json", "heads_photos_rebalance.json"):
+        more = json.loads((ROOT / "figures" / "results" / name).read_text())
+        assert metrics.format_table(more["metrics"], markdown=True) in readme
+        assert more["protocol"] == record["protocol"] and more["data"] == record["data"]
+    for name, row in record["metrics"].items():  # README: the same checkpoints, scored again
+        assert {k: v for k, v in more["metrics"][name].items() if k != "seconds"} == {
+            k: v for k, v in row.items() if k != "seconds"
+        }
+    run = json.loads((ROOT / "figures" / "results" / "photos_resnet18_classes_lambda1.json").read_text())
+    assert run["options"] == {"head": "classification", "rebalance": 1.0}
+    assert run["settings"]["epochs"] == 12 and run["data"]["n_train"] == 2375
 
 
 def test_readme_speed_figures_are_the_benchmarks():
