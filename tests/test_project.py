@@ -12,6 +12,10 @@ from lib import metrics
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def result(name: str) -> dict:
+    return json.loads((ROOT / "figures" / "results" / name).read_text())
+
+
 def conda_pip_list() -> list[str]:
     """The `- pip:` list of environment.yml (no YAML parser needed for this flat list)."""
     lines = (ROOT / "environment.yml").read_text().splitlines()
@@ -49,39 +53,47 @@ def test_readme_results_table_is_the_reference_runs():
 
 def test_readme_heads_table_is_the_evaluation_on_real_photos():
     """The two heads' scores on real photos come from what `python -m lib.evaluate` wrote."""
-    record = json.loads((ROOT / "figures" / "results" / "heads_photos.json").read_text())
+    record = result("heads_photos.json")
     readme = (ROOT / "README.md").read_text()
     assert metrics.format_table(record["metrics"], markdown=True) in readme
     assert record["protocol"] == {"resize": 256, "crop": 256}
     assert all(r["n_images"] == 264 for r in record["metrics"].values())
     for name in ("heads_photos_30.json", "heads_photos_rebalance.json"):
-        more = json.loads((ROOT / "figures" / "results" / name).read_text())
+        more = result(name)
         assert metrics.format_table(more["metrics"], markdown=True) in readme
         assert more["protocol"] == record["protocol"] and more["data"] == record["data"]
+    again = result("heads_photos_rebalance.json")
     for name, row in record["metrics"].items():  # README: the same checkpoints, scored again
-        assert {k: v for k, v in more["metrics"][name].items() if k != "seconds"} == {
+        assert {k: v for k, v in again["metrics"][name].items() if k != "seconds"} == {
             k: v for k, v in row.items() if k != "seconds"
         }
-    run = json.loads((ROOT / "figures" / "results" / "photos_resnet18_classes_lambda1.json").read_text())
+    dev = result("crops_photos_dev.json")
+    assert metrics.format_table(dev["metrics"], markdown=True) in readme
+    assert all(r["n_images"] == 237 for r in dev["metrics"].values())
+    for head in ("mse", "classes"):  # the development runs: same settings but the crop size
+        runs = [result(f"photos_dev_resnet18_{head}_{crop}.json") for crop in (64, 96)]
+        assert [r["data"]["size"] for r in runs] == [64, 96] and runs[0]["settings"] == runs[1]["settings"]
+        assert all(r["data"]["n_train"] == 2137 for r in runs)
+    run = result("photos_resnet18_classes_lambda1.json")
     assert run["options"] == {"head": "classification", "rebalance": 1.0}
     assert run["settings"]["epochs"] == 12 and run["data"]["n_train"] == 2375
 
 
 def test_readme_speed_figures_are_the_benchmarks():
-    bench = json.loads((ROOT / "figures" / "results" / "bench_colorize.json").read_text())
+    bench = result("bench_colorize.json")
     readme = (ROOT / "README.md").read_text()
     assert f"**{bench['big']['seconds']:.2f} s**" in readme
     assert f"**{bench['big']['peak_rss_mb']:.0f} MB**" in readme
     assert f"**{bench['folder']['images_per_s']:.1f} photos/s**" in readme
-    pipe = json.loads((ROOT / "figures" / "results" / "bench_pipeline.json").read_text())
+    pipe = result("bench_pipeline.json")
     assert f"**{pipe['ours_images_per_s']:.0f} images/s** vs {pipe['original_images_per_s']:.0f}" in readme
     assert f"**{pipe['ratio']:.1f}×**" in readme
-    mem = json.loads((ROOT / "figures" / "results" / "bench_memory.json").read_text())
+    mem = result("bench_memory.json")
     assert f"**{mem['growth_mb']:+.0f} MB**" in readme and mem["growth_mb"] < 100
     assert all(f"**{r['peak_rss_mb']:.0f} MB**" in readme for r in mem["rows"])
-    train = json.loads((ROOT / "figures" / "results" / "bench_train.json").read_text())
+    train = result("bench_train.json")
     assert len(train["rows"]) == 9 and all(f"**{r['images_per_s']:.1f}**" in readme for r in train["rows"])
-    lab = json.loads((ROOT / "figures" / "results" / "bench_lab.json").read_text())
+    lab = result("bench_lab.json")
     assert (
         f"**{lab['lib_ms_per_image']:.2f} ms/image**" in readme
         and f"**{lab['ratio']:.1f}× faster**" in readme
