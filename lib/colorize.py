@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from lib import data, lab, train
+from lib import data, lab, models, train
 
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
 FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
@@ -87,7 +87,7 @@ def colorize_image(image: Image.Image, model, size: int = 256) -> Image.Image:
     l_full, small = lightness(img, size, device)
     model.eval()
     with torch.no_grad():
-        ab = model.to_ab(model(small).float(), small.shape[-2:])
+        ab = models.predict_ab(model, small)
     return finish(l_full, ab, alpha)
 
 
@@ -194,8 +194,7 @@ def colorize_files(plan, model, size: int, batch_size: int, side: bool, overwrit
         if not batch:
             continue
         with torch.no_grad():
-            small = torch.cat([b[5] for b in batch])
-            preds = model.to_ab(model(small).float(), small.shape[-2:])
+            preds = models.predict_ab(model, torch.cat([b[5] for b in batch]))
         for (src, dst, source, alpha, l_full, _), ab in zip(batch, preds, strict=True):
             try:
                 out = finish(l_full, ab[None], alpha)

@@ -30,7 +30,7 @@ import torch
 from skimage.color import deltaE_ciede2000
 from skimage.metrics import structural_similarity
 
-from lib import data, lab
+from lib import data, lab, models
 
 METRICS = ("ab_mse", "psnr", "ssim", "delta_e", "colourfulness", "colourfulness_true", "delta_cf", "auc")
 AUC_THRESHOLDS = 151  # t = 0..150
@@ -130,9 +130,8 @@ def evaluate_all(predictors: dict, loader, device="cpu", seen_skips: dict | None
         lab_true = lab.rgb_to_lab(rgb)  # once per batch: the models' input and the metrics' truth
         l = lab.normalize(lab_true)[0]
         for name, predict in predictors.items():
-            ab = predict(l)
-            if hasattr(predict, "to_ab"):  # our models: a classifier's logits become ab here
-                ab = predict.to_ab(ab, l.shape[-2:])
+            # our models through their head (a classifier's logits become ab); any other callable as is
+            ab = models.predict_ab(predict, l) if hasattr(predict, "to_ab") else predict(l)
             for k, v in image_metrics(rgb, ab.float(), lab_true).items():
                 sums[name][k] += float(v.double().sum())
         n += len(rgb)

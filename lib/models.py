@@ -132,7 +132,7 @@ class EditedCNN(RegressionHead, nn.Module):
         return _match_size(self.net(l), l)
 
 
-class ResNet18Colorizer(nn.Module):
+class ResNet18Colorizer(RegressionHead, nn.Module):
     """Luke Melas-Kyriazi's ColorizationNet, as the original ResNet notebook used it.
 
     Encoder: torchvision resnet18 (random init by default, as in the original), conv1's weights
@@ -202,14 +202,14 @@ class ResNet18Colorizer(nn.Module):
         regression head; for the classification head, the annealed mean upsampled (bilinear) to
         `size`, by default twice the logits' size (the input's for sizes that are multiples of 8)."""
         if self.head == "regression":
-            return output
+            return super().to_ab(output, size)
         ab = classes.annealed_mean(output, self.bins)
         size = tuple(size) if size is not None else tuple(2 * s for s in output.shape[-2:])
         return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
 
     def loss(self, output, ab):
         if self.head == "regression":
-            return F.mse_loss(output, ab)
+            return super().loss(output, ab)
         return classes.class_loss(output, ab, self.bins, self.class_weights)
 
     def set_prior(self, prior):
@@ -238,6 +238,11 @@ def build_model(name: str, **options) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return MODELS[name](**options)
+
+
+def predict_ab(model: nn.Module, l: torch.Tensor) -> torch.Tensor:
+    """The colours a model gives lightness l: float ab (N, 2, H, W) at l's size, whatever its head."""
+    return model.to_ab(model(l).float(), l.shape[-2:])
 
 
 def label(name: str, options: dict) -> str:
