@@ -15,6 +15,7 @@ into a correct RGB image or skipped with one log line "<file>: skipped: <reason>
 Files are never moved, renamed or written; splits are a pure function of (relative path, seed).
 """
 
+import fnmatch
 import hashlib
 import importlib.resources
 import json
@@ -181,18 +182,108 @@ def record_skips(seen: dict, skips: Iterable[tuple[str, str]]) -> None:
             log.warning("%s: skipped: %s", f, reason)
 
 
+# --- fixed splits of photo pools ----------------------------------------------------------------
+
+SPLIT_FORMAT = "bw-colorization-split/1"
+PARTS = {"train": 0.8, "dev": 0.1, "held-out": 0.1}  # fractions, in this order
+
+
+def split_part(name: str, seed: int) -> str:
+    """The part ("train", "dev" or "held-out") a file belongs to: a pure function of its name (for
+    example "photos-train/bsds500_test_100007.jpg") and the seed. Its SHA-256 as a number in [0, 1)
+    falls into one of the PARTS' intervals, so a file's part never depends on the other files."""
+    u = int(hashlib.sha256(f"{seed}/{name}".encode()).hexdigest(), 16) / 2**256
+    edge = 0.0
+    for part, fraction in PARTS.items():
+        edge += fraction
+        if u < edge:
+            return part
+    return part  # u within rounding of 1
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_split(root, pools: list[str], out, seed: int = 0, pattern: str = "*.jpg") -> dict[str, int]:
+    """Cut the image files named `pattern` of root/<pool>/ for each pool into PARTS by split_part
+    and write the list (part, path relative to root, SHA-256) as a TSV file; never replaces an
+    existing file. Returns the number of files per part. (The pattern keeps out what is not a
+    photo of the pool, such as a contact sheet.)"""
+    root, out = Path(root), Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out}: exists; a split is cut once (delete it to cut another)")
+    rows = [
+        (split_part(f"{pool}/{f}", seed), f"{pool}/{f}", sha256_file(root / pool / f))
+        for pool in pools
+        for f in list_images(root / pool)
+        if fnmatch.fnmatch(f, pattern)
+    ]
+    header = f"# {SPLIT_FORMAT} seed={seed} parts=" + ",".join(f"{p}:{x}" for p, x in PARTS.items())
+    lines = [header, "part\tpath\tsha256", *("\t".join(r) for r in rows)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, out)
+    return {p: sum(r[0] == p for r in rows) for p in PARTS}
+
+
+def read_split(path) -> tuple[int, list[tuple[str, str, str]]]:
+    """(seed, [(part, path, sha256), ...]) of a split file written by write_split."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable split file ({type(e).__name__})") from None
+    if lines[:2] != lines[:1] + ["part\tpath\tsha256"] or not lines[0].startswith(f"# {SPLIT_FORMAT} seed="):
+        raise ValueError(f"{path}: not a {SPLIT_FORMAT} file")
+    header, _, *body = lines
+    seed = int(header.split("seed=")[1].split()[0])
+    rows = [tuple(line.split("\t")) for line in body if line]
+    if any(len(r) != 3 or r[0] not in PARTS for r in rows):
+        raise ValueError(f"{path}: malformed line (expected part, path, sha256 with a part of {list(PARTS)})")
+    return seed, rows
+
+
+def split_files(root, split_path, part: str) -> list[str]:
+    """The files of one part of a split, relative to root, each checked against its SHA-256: a
+    missing or changed file is an error naming it (a split that silently lost photos would score
+    another set)."""
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
+    _, rows = read_split(split_path)
+    files = []
+    for p, f, sha in rows:
+        if p != part:
+            continue
+        path = Path(root, f)
+        if not path.is_file():
+            raise ValueError(f"{path}: listed in {split_path} but missing")
+        if sha256_file(path) != sha:
+            raise ValueError(f"{path}: its content differs from the SHA-256 in {split_path}")
+        files.append(f)
+    return files
+
+
 # --- the dataset ---------------------------------------------------------------------------------
 
 
-def transform(size: int, augment: str, resize: int | None = None):
+def transform(size: int, augment: str, resize: int | None = None, crop_scale: float = 0.08):
     """PIL RGB -> uint8 tensor (3, size, size).
 
-    "crop": RandomResizedCrop + flip (the ResNet notebook of the original, after Melas);
+    "crop": RandomResizedCrop + flip (the ResNet notebook of the original, after Melas); each crop
+      covers `crop_scale` to all of the photo's area (torchvision's default 0.08 zooms in up to
+      3.5x: little of the scene's context is left for judging colour);
     "affine": Keras-style rotation 20°, shear 0.2 rad, zoom 0.8-1.2, flip (the original CNNs);
     "none": shorter side to `resize` (default: `size`), centre crop `size` (evaluation).
     """
     if augment == "crop":
-        steps = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
+        crop = v2.RandomResizedCrop(size, scale=(crop_scale, 1.0), antialias=True)
+        steps = [crop, v2.RandomHorizontalFlip()]
     elif augment == "affine":
         steps = [
             v2.Resize(size, antialias=True),
@@ -213,9 +304,12 @@ class PhotoFolder(Dataset):
     An item that fails to decode is returned as (path, reason) instead; `collate` sorts it out.
     """
 
-    def __init__(self, root, files: list[str], size: int, augment: str = "none", resize: int | None = None):
+    def __init__(
+        self, root, files: list[str], size: int, augment: str = "none", resize: int | None = None,
+        crop_scale: float = 0.08,
+    ):  # fmt: skip
         self.root, self.files, self.size = Path(root), list(files), size
-        self.transform = transform(size, augment, resize)
+        self.transform = transform(size, augment, resize, crop_scale)
 
     def __len__(self):
         return len(self.files)
@@ -373,14 +467,18 @@ class Loaders(NamedTuple):
     description: dict  # what the data was: goes into checkpoints and results files
 
 
-def folder_loader(root, size: int = 256, resize: int | None = None, batch_size: int = 32, workers=None):
-    """Every usable colour photo of a folder, in name order, for evaluation: shorter side resized
-    to `resize` (default: `size`), centre crop `size`. Returns (loader, skipped): the files the
-    header check refused, each with its reason; files that fail to decode come with their batch."""
+def folder_loader(
+    root, size: int = 256, resize: int | None = None, batch_size: int = 32, workers=None,
+    files: list[str] | None = None,
+):  # fmt: skip
+    """Every usable colour photo of a folder (or the `files` below it, such as one part of a split),
+    in name order, for evaluation: shorter side resized to `resize` (default: `size`), centre crop
+    `size`. Returns (loader, skipped): the files the header check refused, each with its reason;
+    files that fail to decode come with their batch."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
-    good, skipped = scan(root, list_images(root), min_side=1)
+    good, skipped = scan(root, sorted(files) if files is not None else list_images(root), min_side=1)
     if not good:
         raise ValueError(f"{root}: no usable colour image ({len(skipped)} skipped)")
     workers = default_workers() if workers is None else workers
@@ -407,13 +505,17 @@ def make_loaders(
     workers: int | None = None,
     builtin_root=None,
     pin_memory: bool = False,
+    split=None,
+    crop_scale: float = 0.08,
 ) -> Loaders:
     """Train and val loaders over the embedded photos ("builtin") or any folder of colour photos.
 
     For a folder, the split is by file (each file is its own source photo): `val_size` of the
     files, chosen by `rank(files, seed)`. `max_images` keeps the first N valid files of that same
     order, so a bigger N keeps the smaller run's files. For "builtin", train/ and val/ are already
-    split by photo.
+    split by photo. With `split` (a split file, see write_split), the folder's "train" part trains
+    and its "dev" part validates (val_size is unused); no held-out file is ever read.
+    crop_scale: the smallest share of a photo's area a training crop covers (augment="crop").
     """
     workers = default_workers() if workers is None else workers
     if str(source) == "builtin":
@@ -425,6 +527,15 @@ def make_loaders(
         val_files, skip_v = scan(root, [f"val/{f}" for f in list_images(root / "val")], size)
         skipped = skip_t + skip_v
         desc = {"source": "builtin", "builtin": built}
+    elif split is not None:
+        root = Path(source)
+        train_files, skip_t = scan(root, rank(split_files(root, split, "train"), seed), size, max_images)
+        val_files, skip_v = scan(root, split_files(root, split, "dev"), size)
+        skipped = skip_t + skip_v
+        desc = {"source": str(root.resolve())}
+        desc["split"] = {"file": Path(split).name, "sha256": sha256_file(split)}
+        desc["split"] |= {"train": "train", "val": "dev"}
+        val_size = None
     else:
         root = Path(source)
         files = list_images(root)
@@ -442,6 +553,8 @@ def make_loaders(
         "seed": seed,
         "val_size": val_size,
         "max_images": max_images,
+        "augment": augment,
+        "crop_scale": crop_scale,
         "n_train": len(train_files),
         "n_val": len(val_files),
         "skipped": [list(s) for s in skipped],
@@ -454,7 +567,7 @@ def make_loaders(
         pin_memory=pin_memory,
     )
     train = DataLoader(
-        PhotoFolder(root, sorted(train_files), size, augment),
+        PhotoFolder(root, sorted(train_files), size, augment, crop_scale=crop_scale),
         sampler=EpochSampler(len(train_files), seed),
         **common,
     )

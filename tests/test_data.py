@@ -489,3 +489,83 @@ def test_augmentation_is_the_same_with_or_without_worker_processes(builtin_root)
     assert len(batches[0]) == 3 and all(torch.equal(a, b) for a, b in zip(*batches, strict=True))
     loaders.train.sampler.set_epoch(4)
     assert not torch.equal(next(iter(loaders.train))[0], batches[1][0])  # another epoch, other crops
+
+
+# --- fixed splits of photo pools -------------------------------------------------------------------
+
+SPLIT_FILE = Path(__file__).resolve().parents[1] / "data" / "splits" / "photos.tsv"
+
+
+def test_the_committed_split_follows_its_rule():
+    """The split of the two training pools (README, "Model card") is a pure function of each
+    file's name and the seed: recomputing the rule gives every row's part."""
+    seed, rows = data.read_split(SPLIT_FILE)
+    counts = {p: sum(r[0] == p for r in rows) for p in data.PARTS}
+    assert sum(counts.values()) == 2638 + 4882 == len({r[1] for r in rows})  # each photo once
+    assert all(data.split_part(path, seed) == part for part, path, _ in rows)
+    assert counts == {"train": 6015, "dev": 736, "held-out": 769}
+    assert all(len(sha) == 64 for *_, sha in rows)
+    pools = {r[1].split("/")[0] for r in rows}
+    assert pools == {"photos-train", "photos-train-2"} and all(r[1].endswith(".jpg") for r in rows)
+
+
+def split_pools(root, n=12):
+    for pool in ("a", "b"):
+        (root / pool).mkdir(parents=True)
+        for i in range(n):
+            photo = np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(photo).save(root / pool / f"p{i:02d}.jpg")
+    (root / "a" / "contact_sheet.png").write_bytes((root / "a" / "p00.jpg").read_bytes())
+
+
+def test_a_split_is_cut_once_and_its_files_are_checked(tmp_path):
+    split_pools(tmp_path / "pools")
+    out = tmp_path / "split.tsv"
+    counts = data.write_split(tmp_path / "pools", ["a", "b"], out, seed=3)
+    assert sum(counts.values()) == 24  # the contact sheet is not a photo of the pool
+    with pytest.raises(FileExistsError, match="split.tsv: exists"):
+        data.write_split(tmp_path / "pools", ["a", "b"], out, seed=3)
+    seed, rows = data.read_split(out)
+    assert seed == 3 and all(data.split_part(path, 3) == part for part, path, _ in rows)
+    parts = {p: data.split_files(tmp_path / "pools", out, p) for p in data.PARTS}
+    assert sorted(sum(parts.values(), [])) == sorted(r[1] for r in rows)
+    victim = parts["train"][0]
+    Image.new("RGB", (40, 40), "red").save(tmp_path / "pools" / victim)
+    with pytest.raises(ValueError, match=f"{victim}: its content differs"):
+        data.split_files(tmp_path / "pools", out, "train")
+    (tmp_path / "pools" / victim).unlink()
+    with pytest.raises(ValueError, match=f"{victim}: listed in .* but missing"):
+        data.split_files(tmp_path / "pools", out, "train")
+    (tmp_path / "other.tsv").write_text("part\tpath\n")
+    with pytest.raises(ValueError, match="other.tsv: not a bw-colorization-split/1 file"):
+        data.read_split(tmp_path / "other.tsv")
+
+
+def test_loaders_from_a_split_train_on_train_validate_on_dev_and_never_read_held_out(tmp_path):
+    split_pools(tmp_path / "pools", n=20)
+    out = tmp_path / "split.tsv"
+    data.write_split(tmp_path / "pools", ["a", "b"], out)
+    parts = {p: data.split_files(tmp_path / "pools", out, p) for p in data.PARTS}
+    for f in parts["held-out"]:  # unreadable: a loader that touched them would skip or fail
+        (tmp_path / "pools" / f).write_bytes(b"")
+    loaders = data.make_loaders(tmp_path / "pools", 32, 4, split=out, workers=0, crop_scale=0.5)
+    assert sorted(loaders.train.dataset.files) == sorted(parts["train"])
+    assert loaders.val.dataset.files == parts["dev"]
+    d = loaders.description
+    assert d["skipped"] == [] and d["split"]["sha256"] == data.sha256_file(out) and d["crop_scale"] == 0.5
+    assert d["n_train"] == len(parts["train"]) and d["n_val"] == len(parts["dev"])
+
+
+def test_crop_scale_sets_how_much_of_the_photo_a_crop_keeps():
+    """A crop covering at least 90 % of the photo holds almost all of a centred square; crops that
+    may cover 5 % mostly hold less of it."""
+    photo = np.zeros((100, 100, 3), dtype=np.uint8)
+    photo[40:60, 40:60] = 255  # a white square, 4 % of the area
+    im = Image.fromarray(photo)
+    torch.manual_seed(0)
+
+    def white_share(scale):
+        t = data.transform(50, "crop", crop_scale=scale)
+        return np.mean([float((t(im) > 127).float().mean()) for _ in range(200)])
+
+    assert 0.03 < white_share(0.9) < 0.06 and white_share(0.05) > 0.08
