@@ -27,6 +27,7 @@ SIGMA = 5.0  # soft-encoding and prior-smoothing Gaussian, Lab units
 NEIGHBOURS = 5  # bins that share a pixel's target
 LAMBDA = 0.5  # mix of prior and uniform in the rebalancing weights
 TEMPERATURE = 0.38  # annealed-mean temperature
+VIVID_TEMPERATURE = 0.1  # the temperature of vividness 1 (vividness 0 is T = 1, the mean)
 
 _CHUNK = 1 << 14  # pixels per distance step: 16384 x 261 bins x 2 floats, ~34 MB at most
 
@@ -74,16 +75,24 @@ def ab_bins(grid: int = GRID) -> torch.Tensor:
 def nearest_bins(ab: torch.Tensor, bins: torch.Tensor, k: int = NEIGHBOURS):
     """The k nearest bins of each pixel: (squared distances in Lab units**2, bin indices), both
     (N, k, H, W), nearest first. ab is on the model scale; not differentiable (targets need none).
-    Works through _CHUNK pixels at a time, so a (32, 2, 64, 64) batch never holds more than ~34 MB
-    of distances."""
+
+    Bins on the GRID lattice (ab_bins) are searched in a window: only the 6 x 6 lattice points
+    around the pixel's cell are candidates (36 instead of Q = 261, about 5x faster). The window
+    holds every point within 3 GRID of the pixel, so where its k-th nearest candidate is at most
+    that far, the answer is exact; the few pixels where it is not (far outside the gamut, or k
+    large) are searched over all bins, as are bins that are not on the lattice. Works through
+    _CHUNK pixels at a time, so a (32, 2, 64, 64) batch never holds more than ~34 MB of distances.
+    """
     n, _, h, w = ab.shape
     pixels = ab.detach().float().permute(0, 2, 3, 1).reshape(-1, 2) * lab.AB_SCALE
     bins = bins.to(pixels)
+    lattice = _lattice_table(bins)
     dist, index = [], []
     for piece in pixels.split(_CHUNK):
-        # exact differences, not cdist's |x|^2 - 2xy + |y|^2, which loses ~1e-3 at these magnitudes
-        d2 = (piece[:, None, :] - bins[None]).square().sum(-1)
-        d, i = d2.topk(k, dim=1, largest=False)  # sorted, nearest first
+        if lattice and k <= len(_WINDOW) ** 2:
+            d, i = _nearest_in_window(piece, bins, k, *lattice)
+        else:
+            d, i = _nearest_all(piece, bins, k)
         dist.append(d)
         index.append(i)
 
@@ -91,6 +100,47 @@ def nearest_bins(ab: torch.Tensor, bins: torch.Tensor, k: int = NEIGHBOURS):
         return torch.cat(t).reshape(n, h, w, k).permute(0, 3, 1, 2)
 
     return image(dist), image(index)
+
+
+def _nearest_all(pixels, bins, k):
+    # exact differences, not cdist's |x|^2 - 2xy + |y|^2, which loses ~1e-3 at these magnitudes
+    d2 = (pixels[:, None, :] - bins[None]).square().sum(-1)
+    return d2.topk(k, dim=1, largest=False)  # sorted, nearest first
+
+
+_WINDOW = torch.arange(-2, 4)  # lattice offsets from the pixel's cell: 6 x 6 candidates
+
+
+def _lattice_table(bins):
+    """(table, reach) mapping lattice points (i, j) to bin indices (-1: not a bin), or None when
+    the bins are not all on the GRID lattice."""
+    cells = bins / GRID
+    if len(bins) == 0 or not torch.equal(cells, cells.round()):
+        return None
+    cells = cells.round().long()
+    reach = int(cells.abs().max()) + 1
+    side = 2 * reach + 1
+    table = torch.full((side * side,), -1, dtype=torch.long, device=bins.device)
+    table[(cells[:, 0] + reach) * side + cells[:, 1] + reach] = torch.arange(len(bins), device=bins.device)
+    return table, reach
+
+
+def _nearest_in_window(pixels, bins, k, table, reach):
+    side = 2 * reach + 1
+    offsets = _WINDOW.to(pixels.device)
+    base = torch.floor(pixels / GRID).long()  # the pixel's cell, (P, 2)
+    ca, cb = base[:, :1] + offsets, base[:, 1:] + offsets  # (P, 6) lattice coordinates
+    inside = ((ca.abs() <= reach)[:, :, None] & (cb.abs() <= reach)[:, None, :]).flatten(1)
+    code = (ca.clamp(-reach, reach)[:, :, None] + reach) * side + cb.clamp(-reach, reach)[:, None, :] + reach
+    cand = torch.where(inside, table[code.flatten(1)], -1)  # (P, 36) bin indices, -1 for none
+    d2 = (pixels[:, None, :] - bins[cand.clamp(min=0)]).square().sum(-1)
+    d2 = d2.masked_fill(cand < 0, float("inf"))
+    d, j = d2.topk(k, dim=1, largest=False)
+    i = cand.gather(1, j)
+    far = ~(d[:, -1] <= (3 * GRID) ** 2)  # its k-th candidate may be beaten outside the window
+    if far.any():
+        d[far], i[far] = _nearest_all(pixels[far], bins, k)
+    return d, i
 
 
 def _gaussian(d2, sigma):
@@ -174,3 +224,13 @@ def annealed_mean(logits, bins, temperature: float = TEMPERATURE) -> torch.Tenso
     minus a per-pixel constant, which the softmax removes."""
     p = F.softmax(logits.float() / temperature, dim=1)
     return torch.einsum("nqhw,qc->nchw", p, bins.to(p)) / lab.AB_SCALE
+
+
+def vividness_temperature(vividness: float) -> float:
+    """The annealed-mean temperature of a vividness in [0, 1]: T = VIVID_TEMPERATURE ** vividness,
+    so 0 is T = 1 (the distribution's mean: faithful, muted) and 1 is T = 0.1 (close to the most
+    likely bin: vivid, and patchy where the model hesitates), evenly spaced in log T in between.
+    Zhang's T = 0.38 is vividness 0.42."""
+    if not 0 <= vividness <= 1:
+        raise ValueError(f"vividness must be between 0 (faithful) and 1 (vivid), got {vividness}")
+    return VIVID_TEMPERATURE**vividness

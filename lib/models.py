@@ -29,7 +29,9 @@ class RegressionHead:
 
     head = "regression"
 
-    def to_ab(self, output, size=None):
+    def to_ab(self, output, size=None, temperature=None):
+        if temperature is not None:
+            raise ValueError("a vividness (temperature) needs a model with the classification head")
         return output
 
     def loss(self, output, ab):
@@ -150,19 +152,29 @@ class ResNet18Colorizer(RegressionHead, nn.Module):
     until `set_prior`; saved in checkpoints). The bin centres are recomputed, not saved.
     `rebalance` is Zhang's lambda, the rebalancing's mix of prior and uniform: 0.5 as the paper;
     1 turns rebalancing off (every colour counts the same), to show what it buys and costs.
+    `neighbours` is the number of bins that share a pixel's soft target (the paper's 5; Zhang's
+    code uses 10).
     """
 
-    def __init__(self, pretrained: bool = False, head: str = "regression", rebalance: float = classes.LAMBDA):
+    def __init__(
+        self, pretrained: bool = False, head: str = "regression", rebalance: float = classes.LAMBDA,
+        neighbours: int = classes.NEIGHBOURS,
+    ):  # fmt: skip
         super().__init__()
         if head not in ("regression", "classification"):
             raise ValueError(f"unknown head {head!r}; choose 'regression' or 'classification'")
-        if rebalance != classes.LAMBDA and head != "classification":
-            raise ValueError("rebalance needs head='classification'")
+        defaults = {"rebalance": (rebalance, classes.LAMBDA), "neighbours": (neighbours, classes.NEIGHBOURS)}
+        for name, (value, default) in defaults.items():
+            if value != default and head != "classification":
+                raise ValueError(f"{name} needs head='classification'")
         if not 0 < rebalance <= 1:
             raise ValueError(f"rebalance (lambda) must be in (0, 1], got {rebalance}")
+        if not 1 <= neighbours <= 32:
+            raise ValueError(f"neighbours must be in 1..32, got {neighbours}")
         self.pretrained = pretrained
         self.head = head
         self.rebalance = rebalance
+        self.neighbours = neighbours
         if pretrained:
             resnet = _pretrained_resnet18()
         else:
@@ -197,20 +209,22 @@ class ResNet18Colorizer(RegressionHead, nn.Module):
         out = self.decoder(self.encoder(l))
         return _match_size(out, l) if self.head == "regression" else out
 
-    def to_ab(self, output, size=None):
+    def to_ab(self, output, size=None, temperature=None):
         """The model's output -> ab (N, 2, H, W) at the input size: the output itself for the
-        regression head; for the classification head, the annealed mean upsampled (bilinear) to
-        `size`, by default twice the logits' size (the input's for sizes that are multiples of 8)."""
+        regression head; for the classification head, the annealed mean at `temperature` (default
+        classes.TEMPERATURE) upsampled (bilinear) to `size`, by default twice the logits' size (the
+        input's for sizes that are multiples of 8)."""
         if self.head == "regression":
-            return super().to_ab(output, size)
-        ab = classes.annealed_mean(output, self.bins)
+            return super().to_ab(output, size, temperature)
+        t = classes.TEMPERATURE if temperature is None else temperature
+        ab = classes.annealed_mean(output, self.bins, t)
         size = tuple(size) if size is not None else tuple(2 * s for s in output.shape[-2:])
         return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
 
     def loss(self, output, ab):
         if self.head == "regression":
             return super().loss(output, ab)
-        return classes.class_loss(output, ab, self.bins, self.class_weights)
+        return classes.class_loss(output, ab, self.bins, self.class_weights, k=self.neighbours)
 
     def set_prior(self, prior):
         """Rebalancing weights from the training set's colour prior (classes.ab_prior)."""
@@ -240,9 +254,35 @@ def build_model(name: str, **options) -> nn.Module:
     return MODELS[name](**options)
 
 
-def predict_ab(model: nn.Module, l: torch.Tensor) -> torch.Tensor:
-    """The colours a model gives lightness l: float ab (N, 2, H, W) at l's size, whatever its head."""
-    return model.to_ab(model(l).float(), l.shape[-2:])
+def working_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """The (height, width) a model sees a photo at: its shorter side brought to `short_side`, its
+    aspect ratio kept, both sides rounded to multiples of 8 (the networks' total stride)."""
+    scale = short_side / min(height, width)
+    return tuple(max(8, round(s * scale / 8) * 8) for s in (height, width))
+
+
+def predict_ab(
+    model: nn.Module, l: torch.Tensor, temperature: float | None = None, working_size: int | None = None
+) -> torch.Tensor:
+    """The colours a model gives lightness l: float ab (N, 2, H, W) at l's size, whatever its head.
+
+    temperature: the classification head's annealed-mean temperature. working_size: the model sees
+    l with its shorter side at this size (aspect kept, working_shape), and its ab are upsampled
+    (bilinear) to l's size. Both default to what the model's checkpoint recorded (the attributes
+    `temperature` and `working_size` that load_checkpoint sets; the shipped reference model has
+    both), else to the head's default temperature and l's own size."""
+    if temperature is None:
+        temperature = getattr(model, "temperature", None)
+    if working_size is None:
+        working_size = getattr(model, "working_size", None)
+    size = tuple(l.shape[-2:])
+    x = l
+    if working_size is not None and working_shape(*size, working_size) != size:
+        x = F.interpolate(l, size=working_shape(*size, working_size), mode="bilinear", antialias=True)
+    ab = model.to_ab(model(x).float(), x.shape[-2:], *([temperature] if temperature is not None else []))
+    if tuple(ab.shape[-2:]) != size:
+        ab = F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
+    return ab
 
 
 def label(name: str, options: dict) -> str:

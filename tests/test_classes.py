@@ -97,6 +97,23 @@ def test_nearest_bins_match_brute_force_across_chunks():
     assert (d2.diff(dim=1) >= 0).all()  # nearest first
 
 
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_the_window_search_finds_what_a_search_of_every_bin_finds(k):
+    """The 6 x 6 window around a pixel's cell, with its fallback, gives the nearest bins exactly:
+    for real colours up to the gamut's corners (the RGB cube's edges), and far outside it."""
+    g = torch.Generator().manual_seed(k)
+    rgb = torch.randint(0, 256, (1, 3, 60, 60), dtype=torch.uint8, generator=g)
+    rgb[0, :, :20] = (rgb[0, :, :20] > 127).to(torch.uint8) * 255  # pure primaries and secondaries
+    ab = torch.cat((lab.rgb_to_lab(rgb)[:, 1:] / lab.AB_SCALE, random_ab(1, 2, 60, 60, seed=k) * 1.5), 3)
+    d2, index = classes.nearest_bins(ab, BINS, k)
+    pixels = ab.permute(0, 2, 3, 1).reshape(-1, 2) * lab.AB_SCALE
+    d_all, i_all = classes._nearest_all(pixels, BINS, k)
+    assert torch.equal(d2.permute(0, 2, 3, 1).reshape(-1, k), d_all)
+    chosen = index.permute(0, 2, 3, 1).reshape(-1, k)
+    assert torch.equal((pixels[:, None] - BINS[chosen]).square().sum(-1), d_all)  # ties may swap bins
+    assert (chosen == i_all).float().mean() > 0.98 and len(chosen.unique()) > 50
+
+
 def test_soft_encode_is_a_gaussian_on_the_k_nearest_bins():
     ab = random_ab(2, 2, 8, 8, seed=1)
     z = classes.soft_encode(ab, BINS)

@@ -96,3 +96,55 @@ def test_pretrained_weights_fail_with_a_clear_message_when_they_cannot_be_had(tm
     target.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="could not get torchvision's pretrained ResNet-18"):
         build_model("resnet18", pretrained=True)
+
+
+def test_the_working_shape_keeps_the_aspect_ratio_in_multiples_of_8():
+    from lib.models import working_shape
+
+    assert working_shape(1600, 2560, 176) == (176, 280)  # a 16:10 landscape
+    assert working_shape(2560, 1600, 176) == (280, 176)
+    assert working_shape(256, 256, 176) == (176, 176)
+    assert working_shape(30, 3000, 64) == (64, 6400) and working_shape(5, 5, 3) == (8, 8)
+
+
+def test_predict_ab_sees_the_working_shape_and_answers_at_the_input_size():
+    from lib.models import predict_ab
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", head="classification").eval()
+    seen = []
+    model.encoder.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[-2:])))
+    with torch.no_grad():
+        ab = predict_ab(model, torch.rand(2, 1, 100, 160), working_size=40)
+        assert ab.shape == (2, 2, 100, 160) and seen == [(40, 64)]
+        model.working_size = 48  # what load_checkpoint sets from a checkpoint that records one
+        assert predict_ab(model, torch.rand(1, 1, 100, 160)).shape == (1, 2, 100, 160)
+        assert seen[-1] == (48, 80)
+        with pytest.raises(ValueError, match="classification head"):
+            predict_ab(build_model("resnet18"), torch.rand(1, 1, 32, 32), temperature=0.5)
+
+
+def test_vividness_runs_from_the_mean_to_near_the_mode():
+    from lib import classes
+
+    assert classes.vividness_temperature(0) == 1.0
+    assert classes.vividness_temperature(1) == pytest.approx(classes.VIVID_TEMPERATURE)
+    ts = [classes.vividness_temperature(v / 10) for v in range(11)]
+    assert ts == sorted(ts, reverse=True)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="between 0 \\(faithful\\) and 1 \\(vivid\\)"):
+            classes.vividness_temperature(bad)
+
+
+def test_more_soft_encoding_neighbours_change_the_loss_not_the_network():
+    torch.manual_seed(0)
+    five = ResNet18Colorizer(head="classification")
+    torch.manual_seed(0)
+    ten = ResNet18Colorizer(head="classification", neighbours=10)
+    l, ab = torch.rand(2, 1, 32, 32), (torch.rand(2, 2, 32, 32) - 0.5) * 0.6
+    with torch.no_grad():
+        out = five(l)
+        assert torch.equal(out, ten(l))
+        assert five.loss(out, ab) != ten.loss(out, ab)
+    with pytest.raises(ValueError, match="neighbours needs head='classification'"):
+        ResNet18Colorizer(neighbours=10)

@@ -103,6 +103,41 @@ def test_resume_gives_the_same_history_as_an_uninterrupted_run(tiny_loaders, tmp
     assert [c["epoch"] for c in whole["checkpoints"]] == [c["epoch"] for c in resumed["checkpoints"]]
 
 
+class KilledAfter:
+    """A training loader whose run is stopped (as by Ctrl-C or a kill) when an epoch after
+    `epochs` begins; until then it is the loader itself."""
+
+    def __init__(self, loader, epochs):
+        self.loader, self.epochs = loader, epochs
+        self.batch_size, self.sampler = loader.batch_size, loader.sampler
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        if self.sampler.epoch > self.epochs:
+            raise KeyboardInterrupt
+        return iter(self.loader)
+
+
+def test_a_one_cycle_run_resumes_exactly_and_refuses_to_be_extended(tiny_loaders, tmp_path):
+    kw = dict(schedule="onecycle", warmup=0.3, lr=3e-3, bf16=True, progress=False)
+    _, whole = train.fit("resnet18", tiny_loaders, tmp_path / "whole", epochs=2, **kw)
+    killed = tiny_loaders._replace(train=KilledAfter(tiny_loaders.train, epochs=1))
+    with pytest.raises(KeyboardInterrupt):  # the run is stopped as epoch 2 begins
+        train.fit("resnet18", killed, tmp_path / "cut", epochs=2, **kw)
+    _, resumed = train.fit("resnet18", tiny_loaders, tmp_path / "cut", epochs=2, resume=True, **kw)
+    assert histories_equal(whole["history"], resumed["history"])
+    lrs = [h["lr_last"] for h in whole["history"]]
+    assert lrs == [h["lr_last"] for h in resumed["history"]]
+    assert lrs[0] > lrs[1] and lrs[1] < 3e-3 / 1e5  # warmed up inside epoch 1, then down to ~0
+    assert whole["settings"] | {"schedule": "onecycle", "warmup": 0.3, "bf16": True} == whole["settings"]
+    with pytest.raises(ValueError, match="cannot resume with 3 epochs: its one-cycle schedule"):
+        train.fit("resnet18", tiny_loaders, tmp_path / "whole", epochs=3, resume=True, **kw)
+    with pytest.raises(ValueError, match="cannot resume.*schedule"):
+        train.fit("resnet18", tiny_loaders, tmp_path / "whole", epochs=3, resume=True, progress=False)
+
+
 def test_a_run_folder_is_never_overwritten(tiny_loaders, tmp_path):
     train.fit("resnet18", tiny_loaders, tmp_path, epochs=1, progress=False)
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
