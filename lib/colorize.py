@@ -1,13 +1,16 @@
-"""Colorize your own photos with a trained checkpoint, at full resolution.
+"""Colorize your own photos at full resolution, with the shipped reference model or a checkpoint.
 
+    colorize photos/
+    colorize old.jpg "scans/**/*.png" --vividness 0.8 --out colour/ --side-by-side
     colorize photos/ --checkpoint runs/.../checkpoints/resnet18/model-epoch-010-val-0.02731.pt
-    python -m lib.colorize old.jpg "scans/**/*.png" --checkpoint best.pt --out colour/ --side-by-side
 
-The model sees each photo at its working size (the checkpoint's training size unless --size says
-otherwise; photos are squeezed to a square, as in training); its predicted colour (a*, b*) is
-upsampled to the photo's own size and paired with the photo's own full-resolution lightness L*.
-So the output has the input's exact size and every detail of its lightness. Colours that sRGB
-cannot show are desaturated at constant lightness and hue (lib.lab.lab_to_rgb8) instead of clipped.
+The model sees each photo at its working size, aspect ratio kept: the shorter side at the size its
+checkpoint records (the reference model's working size, a training checkpoint's crop size) unless
+--size says otherwise. Its predicted colour (a*, b*) is upsampled to the photo's own size and
+paired with the photo's own full-resolution lightness L*. So the output has the input's exact size
+and every detail of its lightness. Colours that sRGB cannot show are desaturated at constant
+lightness and hue (lib.lab.lab_to_rgb8) instead of clipped. --vividness (classification heads)
+goes from 0, faithful (the mean of the predicted colour distribution), to 1, vivid.
 
 Outputs mirror the input tree under --out (default: a new folder "<inputs>-colorized" beside the
 common folder of the inputs). Inputs are never written; an existing output is skipped and reported
@@ -30,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from lib import data, lab, models, train
+from lib import classes, data, lab, models, train
 
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
 FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
@@ -53,13 +56,15 @@ def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
 
 
 def lightness(img: Image.Image, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(full-resolution L* (1, 1, H, W), the model's input l at size x size (1, 1, s, s))."""
+    """(full-resolution L* (1, 1, H, W), the model's input l with its shorter side at `size` and
+    the photo's aspect ratio (models.working_shape))."""
     x = torch.from_numpy(np.array(img)).to(device)  # a writable copy
     if img.mode == "L":  # R = G = B: a 256-entry table gives L* exactly, ~10x faster
         l_full = lab.gray_to_l(x[None, None])
     else:
         l_full = lab.rgb_to_l(x.permute(2, 0, 1)[None])
-    small = F.interpolate(l_full, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    shape = models.working_shape(*l_full.shape[-2:], size)
+    small = F.interpolate(l_full, size=shape, mode="bilinear", antialias=True, align_corners=False)
     return l_full, small / lab.L_SCALE
 
 
@@ -76,19 +81,39 @@ def finish(l_full, ab_small, alpha=None, gray: bool = False) -> Image.Image:
     return out
 
 
-def colorize_image(image: Image.Image, model, size: int = 256) -> Image.Image:
-    """Colorize one PIL image (any mode) at its full resolution with a model from load_checkpoint.
+def colorize_image(
+    image: Image.Image, model=None, size: int | None = None, vividness: float | None = None
+) -> Image.Image:
+    """Colorize one PIL image (any mode) at its full resolution.
 
-    A colour input is colorized from its lightness; an alpha channel is kept as it was; the output
-    is 8-bit RGB (RGBA with alpha) of the input's size, EXIF orientation applied.
+    model: one from train.load_checkpoint; None: the shipped reference model. size: the shorter
+    side the model sees the photo at, aspect kept (default: the size its checkpoint records, else
+    256). vividness: from 0 (faithful) to 1 (vivid), classification heads only (default: the
+    checkpoint's; see classes.vividness_temperature). A colour input is colorized from its
+    lightness; an alpha channel is kept as it was; the output is 8-bit RGB (RGBA with alpha) of
+    the input's size, EXIF orientation applied.
     """
+    if model is None:
+        model, _ = train.load_checkpoint(train.REFERENCE)
+    size = size or working_size(model)
     device = next(model.parameters()).device
     img, alpha = split_alpha(image)
     l_full, small = lightness(img, size, device)
     model.eval()
     with torch.no_grad():
-        ab = models.predict_ab(model, small)
+        ab = models.predict_ab(model, small, temperature(vividness), working_size=size)
     return finish(l_full, ab, alpha)
+
+
+def working_size(model) -> int:
+    """The shorter side a loaded model sees photos at: what its checkpoint records (the reference
+    model's working size, else its training size), 256 for a model of unknown origin."""
+    return getattr(model, "working_size", None) or getattr(model, "training_size", None) or 256
+
+
+def temperature(vividness: float | None) -> float | None:
+    """A vividness (or None: the model's own default) as an annealed-mean temperature."""
+    return None if vividness is None else classes.vividness_temperature(vividness)
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -159,8 +184,11 @@ def side_by_side(gray: Image.Image, colour: Image.Image) -> Image.Image:
     return both
 
 
-def colorize_files(plan, model, size: int, batch_size: int, side: bool, overwrite: bool) -> dict:
-    """Colorize (input, output) pairs, batch_size photos per model call. Returns the tallies."""
+def colorize_files(
+    plan, model, size: int, batch_size: int, side: bool, overwrite: bool, vividness: float | None = None
+) -> dict:
+    """Colorize (input, output) pairs, batch_size photos at a time (one model call for the photos
+    of one working shape). Returns the tallies."""
     device = next(model.parameters()).device
     model.eval()
     tally = {"written": 0, "skipped": Counter(), "failed": 0, "colour_inputs": 0}
@@ -193,9 +221,17 @@ def colorize_files(plan, model, size: int, batch_size: int, side: bool, overwrit
                 bar.update()
         if not batch:
             continue
-        with torch.no_grad():
-            preds = models.predict_ab(model, torch.cat([b[5] for b in batch]))
-        for (src, dst, source, alpha, l_full, _), ab in zip(batch, preds, strict=True):
+        preds = {}  # photos of one aspect ratio share one working shape, hence one model call
+        shapes = sorted({b[5].shape for b in batch})
+        for shape in shapes:
+            same = [i for i, b in enumerate(batch) if b[5].shape == shape]
+            with torch.no_grad():
+                ab = models.predict_ab(
+                    model, torch.cat([batch[i][5] for i in same]), temperature(vividness), working_size=size
+                )
+            preds |= {i: ab[j] for j, i in enumerate(same)}
+        for i, (src, dst, source, alpha, l_full, _) in enumerate(batch):
+            ab = preds[i]
             try:
                 out = finish(l_full, ab[None], alpha)
                 if side:
@@ -217,13 +253,22 @@ def colorize_files(plan, model, size: int, batch_size: int, side: bool, overwrit
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
-        prog="colorize", description="Colorize photos with a trained checkpoint, at full resolution."
+        prog="colorize", description="Colorize black-and-white photos at full resolution."
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursed), globs")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by lib.train / the notebooks")
+    p.add_argument(
+        "--checkpoint", default="reference",
+        help="a checkpoint written by lib.train / the notebooks (default: the shipped reference model)",
+    )  # fmt: skip
+    p.add_argument(
+        "--vividness", type=float, default=None, metavar="V",
+        help="0 (faithful, muted) to 1 (vivid); classification heads only (default: the checkpoint's)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help="output folder (default: <inputs' folder>-colorized)")
     p.add_argument("--format", help="write this format (png, jpg, webp, bmp, tif) instead of the input's")
-    p.add_argument("--size", type=int, help="the size the model sees (default: its training size)")
+    p.add_argument(
+        "--size", type=int, help="the shorter side the model sees, aspect kept (default: its checkpoint's)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--batch-size", type=int, default=4, help="photos per model call (default 4)")
     p.add_argument("--side-by-side", action="store_true", help="write gray | colour side by side")
@@ -239,10 +284,14 @@ def main(argv=None) -> int:
         return usage(f"--format {a.format}: choose one of png, jpg, webp, bmp, tif")
     if a.batch_size < 1 or (a.size is not None and a.size < 8):
         return usage("--batch-size must be >= 1 and --size >= 8")
+    if a.vividness is not None and not 0 <= a.vividness <= 1:
+        return usage(f"--vividness {a.vividness}: choose a value from 0 (faithful) to 1 (vivid)")
     try:
         model, ckpt = train.load_checkpoint(a.checkpoint, train.pick_device(a.device))
     except (ValueError, RuntimeError) as e:
         return usage(str(e))
+    if a.vividness is not None and model.head != "classification":
+        return usage(f"--vividness needs a classification head; {a.checkpoint} predicts ab directly")
     files, missing = expand_inputs(a.inputs)
     for m in missing:
         print(f"{m}: skipped: no such file, folder or match", file=sys.stderr)
@@ -253,14 +302,18 @@ def main(argv=None) -> int:
     if any(out == f or out.is_relative_to(f) for f in folders):
         return usage(f"--out {out} is inside an input folder; choose a folder outside the inputs")
 
-    size = a.size or ckpt["data"].get("size") or 256
-    tally = colorize_files(plan, model, size, a.batch_size, a.side_by_side, a.overwrite)
+    size = a.size or working_size(model)
+    vividness = a.vividness if a.vividness is not None else ckpt.get("vividness")
+    tally = colorize_files(plan, model, size, a.batch_size, a.side_by_side, a.overwrite, vividness)
     tally["skipped"]["no such input"] += len(missing)
     n_skipped = sum(tally["skipped"].values())
     reasons = ", ".join(f"{n} {r}" for r, n in tally["skipped"].items() if n)
     line = f"colorize: {tally['written']} written to {out}, {n_skipped} skipped"
     line += f" ({reasons})" if reasons else ""
     line += f", {tally['failed']} failed"
+    which = "the shipped reference model" if a.checkpoint == "reference" else a.checkpoint
+    line += f"; model: {which}, working size {size}px"
+    line += f", vividness {vividness:g}" if vividness is not None else ""
     if tally["colour_inputs"]:
         line += f"; {tally['colour_inputs']} input(s) already in colour were colorized from their lightness"
     print(line)

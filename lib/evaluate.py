@@ -10,17 +10,22 @@ their provenance, to a JSON file. Files that are not usable colour photos are sk
 """
 
 import argparse
+import functools
 import logging
 import sys
 from datetime import datetime
 from pathlib import Path
 
-from lib import data, metrics, models, results, train
+from lib import colorize, data, metrics, models, results, train
 
 
 def labels(paths: list[str], ckpts: list[dict]) -> list[str]:
-    """Row names: model and head, plus the file's folder and name where two would be the same."""
-    names = [models.label(c["model"], c["options"]) for c in ckpts]
+    """Row names: model and head ("reference" for the shipped model), plus the file's folder and
+    name where two would be the same."""
+    names = [
+        models.label(c["model"], c["options"]) if p != "reference" else p
+        for c, p in zip(ckpts, paths, strict=True)
+    ]
     return [
         n if names.count(n) == 1 else f"{n} [{Path(p).parent.name}/{Path(p).name}]"
         for n, p in zip(names, paths, strict=True)
@@ -29,10 +34,23 @@ def labels(paths: list[str], ckpts: list[dict]) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lib.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", action="append", required=True, help="a checkpoint (.pt); repeat for more")
+    p.add_argument(
+        "--checkpoint", action="append", required=True,
+        help="a checkpoint (.pt), or 'reference' for the shipped model; repeat for more",
+    )  # fmt: skip
+    p.add_argument(
+        "--vividness", type=float, nargs="+", default=None, metavar="V",
+        help="score each (classification) checkpoint at each of these vividness settings, 0 to 1",
+    )  # fmt: skip
     p.add_argument("--data", required=True, help="a folder of colour photos (searched recursively)")
+    p.add_argument("--split", metavar="FILE", help="score only one part of this split file of --data")
+    p.add_argument("--part", default="held-out", choices=list(data.PARTS), help="with --split (held-out)")
     p.add_argument("--size", type=int, default=256, help="centre crop, pixels (default 256)")
     p.add_argument("--resize", type=int, default=None, help="shorter side before the crop (default: --size)")
+    p.add_argument(
+        "--working-size", type=int, default=None, metavar="N",
+        help="models see each crop with its shorter side at N (default: the checkpoint's, else the crop's)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=None)
@@ -41,6 +59,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.resize is not None and a.resize < a.size:
         p.error(f"--resize {a.resize} is smaller than the crop --size {a.size}")
+    if any(not 0 <= v <= 1 for v in a.vividness or []):
+        p.error("--vividness: each value must be from 0 (faithful) to 1 (vivid)")
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     out = Path(a.out or f"runs/evaluate-{datetime.now():%Y%m%d-%H%M%S}.json")
     if out.exists() and not a.overwrite:
@@ -49,21 +69,33 @@ def main(argv=None) -> int:
     started, device = results.now(), train.pick_device(a.device)
     try:
         loaded = [train.load_checkpoint(c, device) for c in a.checkpoint]
-        loader, skipped = data.folder_loader(a.data, a.size, a.resize, a.batch_size, a.workers)
+        files = data.split_files(a.data, a.split, a.part) if a.split else None
+        loader, skipped = data.folder_loader(a.data, a.size, a.resize, a.batch_size, a.workers, files)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{len(loader.dataset)} photos from {a.data} (shorter side {a.resize or a.size}, centre crop "
+    where = f"{a.data}, the {a.part} part of {a.split}" if a.split else a.data
+    print(f"{len(loader.dataset)} photos from {where} (shorter side {a.resize or a.size}, centre crop "
           f"{a.size}), {len(skipped)} skipped; {device}")  # fmt: skip
     seen = dict(skipped)  # decode-time failures are added (and named) as the loader finds them
     names = labels(a.checkpoint, [ckpt for _, ckpt in loaded])
-    about = {}
-    for name, path, (_, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
-        about[name] = {
-            "path": str(path), "model": ckpt["model"], "head": ckpt.get("head", "regression"),
-            "options": ckpt["options"], "epoch": ckpt["epoch"], "trained_on": ckpt["data"].get("source"),
-        }  # fmt: skip
-    predictors = {name: model for name, (model, _) in zip(names, loaded, strict=True)}
+    about, predictors = {}, {}
+    for name, path, (model, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
+        if a.working_size:
+            model.working_size = a.working_size
+        if a.vividness and model.head != "classification":
+            print(f"error: {path}: --vividness needs a classification head", file=sys.stderr)
+            return 2
+        for v in a.vividness or [ckpt.get("vividness")]:
+            row = name if not a.vividness else f"{name} (vividness {v:g})"
+            about[row] = {
+                "path": str(path), "sha256": ckpt["sha256"], "model": ckpt["model"],
+                "head": ckpt.get("head", "regression"), "options": ckpt["options"], "epoch": ckpt["epoch"],
+                "trained_on": ckpt["data"].get("source"), "vividness": v,
+                "working_size": getattr(model, "working_size", None),
+            }  # fmt: skip
+            t = colorize.temperature(v)
+            predictors[row] = functools.partial(models.predict_ab, model, temperature=t) if t else model
     # one pass over the folder: each photo is decoded and converted once, then scored by every model
     rows = metrics.evaluate_all({**predictors, "gray baseline": metrics.gray_baseline}, loader, device, seen)
     print(metrics.format_table(rows))
@@ -73,7 +105,9 @@ def main(argv=None) -> int:
             print(f"  {f}: {reason}")
     out.parent.mkdir(parents=True, exist_ok=True)
     results.save(
-        out, data=str(Path(a.data).resolve()), protocol={"resize": a.resize or a.size, "crop": a.size},
+        out, data=str(Path(a.data).resolve()),
+        split={"file": a.split, "sha256": data.sha256_file(a.split), "part": a.part} if a.split else None,
+        protocol={"resize": a.resize or a.size, "crop": a.size},
         checkpoints=about,
         metrics=rows, skipped=[[f, r] for f, r in seen.items()],
         provenance=results.provenance(device, started),

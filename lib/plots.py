@@ -14,12 +14,16 @@ import torch
 from lib import lab
 
 GRAY = "#8c8c8c"
+# The shipped reference model's row name in the notebooks' tables: it was not trained in the run.
+REFERENCE = "reference (trained at scale, not in this run)"
 COLOURS = {"original_cnn": "#c0392b", "edited_cnn": "#2471a3", "resnet18": "#1e8449", "gray baseline": GRAY}
+COLOURS[REFERENCE] = "#7d3c98"
 LABELS = {
     "original_cnn": "OriginalCNN",
     "edited_cnn": "EditedCNN",
     "resnet18": "ResNet18",
     "gray baseline": "gray baseline",
+    REFERENCE: "reference (at scale)",
 }
 # (metric, label, True when higher is better)
 METRIC_INFO = [

@@ -268,3 +268,35 @@ def test_the_console_script_is_installed():
     script = Path(sys.executable).parent / "colorize"
     done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--checkpoint" in done.stdout and "--side-by-side" in done.stdout
+
+
+def test_the_model_sees_each_photo_with_its_own_aspect_ratio(model, checkpoint, tmp_path):
+    """Not squeezed into a square: a 16:10 landscape is seen as 16:10 (in multiples of 8), and a
+    batch of mixed shapes is predicted shape by shape, each output at its input's size."""
+    seen = []
+    hook = model.encoder.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
+    try:
+        out = colorize.colorize_image(photo(160, 100).convert("L"), model, size=32)
+        assert out.size == (160, 100) and seen == [(1, 1, 32, 48)]  # 100:160 at a shorter side of 32
+        src = tmp_path / "mixed"
+        src.mkdir()
+        for i, (w, h) in enumerate([(160, 100), (100, 160), (64, 64), (160, 100)]):
+            photo(w, h, i).convert("L").save(src / f"{i}.png")
+        files, _ = colorize.expand_inputs([str(src)])
+        _, plan = colorize.plan_outputs(files, tmp_path / "out", None)
+        seen.clear()
+        tally = colorize.colorize_files(plan, model, 32, 4, side=False, overwrite=False)
+        assert tally["written"] == 4 and sorted(seen) == [(1, 1, 32, 32), (1, 1, 48, 32), (2, 1, 32, 48)]
+        for src_file, dst in plan:
+            assert Image.open(dst).size == Image.open(src_file).size
+    finally:
+        hook.remove()
+
+
+def test_vividness_is_refused_for_a_regression_checkpoint(checkpoint, tmp_path, capsys):
+    photo(8, 8).save(tmp_path / "x.png")
+    for v in ("0.5", "2"):
+        assert colorize.main([str(tmp_path / "x.png"), "--checkpoint", checkpoint, "--vividness", v]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "needs a classification head" in err[0] and "from 0 (faithful) to 1 (vivid)" in err[1]
+    assert not (tmp_path / "x-colorized").exists()

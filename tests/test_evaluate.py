@@ -92,3 +92,37 @@ def test_refuses_to_overwrite_and_reports_bad_checkpoints_in_one_line(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "junk.pt" in err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_vividness_settings_split_parts_and_weights_are_recorded(tmp_path, capsys):
+    from lib import data
+
+    (tmp_path / "pool").mkdir()
+    photos = photo_folder(tmp_path / "pool" / "p")
+    for f in ("gray.png", "empty.jpg", "truncated.jpg"):
+        (photos / f).unlink()
+    split = tmp_path / "split.tsv"
+    data.write_split(tmp_path / "pool", ["p"], split, seed=0)
+    part = next(p for p in data.PARTS if data.split_files(tmp_path / "pool", split, p))
+    cls = make_checkpoint(tmp_path / "cls.pt", head="classification")
+    out = tmp_path / "scores.json"
+    argv = ["--checkpoint", str(cls), "--data", str(tmp_path / "pool"), "--split", str(split), "--part", part]
+    argv += ["--size", "64", "--workers", "0", "--vividness", "0", "1", "--working-size", "32"]
+    assert evaluate.main([*argv, "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    rows = record["metrics"]
+    faithful, vivid = (
+        rows["resnet18 (classification) (vividness 0)"],
+        rows["resnet18 (classification) (vividness 1)"],
+    )
+    assert faithful["n_images"] == len(data.split_files(tmp_path / "pool", split, part))
+    assert vivid["colourfulness"] > faithful["colourfulness"]  # T = 0.1 against the mean
+    about = record["checkpoints"]["resnet18 (classification) (vividness 1)"]
+    assert (
+        about["sha256"] == data.sha256_file(cls) and about["vividness"] == 1 and about["working_size"] == 32
+    )
+    assert record["split"] == {"file": str(split), "sha256": data.sha256_file(split), "part": part}
+    mse = make_checkpoint(tmp_path / "mse.pt")
+    capsys.readouterr()
+    assert evaluate.main(["--checkpoint", str(mse), *argv[2:], "--out", str(tmp_path / "x.json")]) == 2
+    assert "needs a classification head" in capsys.readouterr().err

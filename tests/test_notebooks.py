@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from lib import pipeline
+from lib import pipeline, plots, train
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -106,7 +106,14 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
         assert res["params"]["dataset"] == str(photo_folder) and res["params"]["epochs"] == 1
         assert res["provenance"]["git_commit"] and res["history"][0]["epoch"] == 1
     comparison = json.loads((out / "results" / "comparison.json").read_text())
-    assert set(comparison["metrics"]) == {"original_cnn", "edited_cnn", "resnet18", "gray baseline"}
+    assert set(comparison["metrics"]) == {
+        "original_cnn",
+        "edited_cnn",
+        "resnet18",
+        plots.REFERENCE,
+        "gray baseline",
+    }
+    assert comparison["reference"]["sha256"] == train.REFERENCE_SHA256  # the shipped model, scored here
     charts = [
         "lab_channels", "loss_original_cnn", "samples_original_cnn", "edited_cnn_bug",
         "loss_edited_cnn", "loss_cnn_before_after", "samples_cnn_before_after", "loss_resnet18",
@@ -116,12 +123,13 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
     charts += [p.stem for p in (out / "figures").glob("colorized_*.png")]  # full-resolution photos
     assert len(charts) == 15
     heads = json.loads((out / "results" / "heads.json").read_text())
-    assert set(heads["metrics"]) == {"resnet18 (MSE)", "resnet18 (classes)", "gray baseline"}
+    assert set(heads["metrics"]) == {"resnet18 (MSE)", "resnet18 (classes)", plots.REFERENCE, "gray baseline"}
     assert all(math.isfinite(v) for m in heads["metrics"].values() for v in m.values())
     resnet = json.loads((out / "results" / "resnet18.json").read_text())
     assert heads["runs"]["mse"]["checkpoints"] == resnet["checkpoints"]  # notebook 3's run, reused
-    charts += ["colour_bins", "samples_heads", *(p.stem for p in (out / "figures").glob("heads_*.png"))]
-    assert len(charts) == 19
+    charts += ["colour_bins", "samples_heads", "vividness"]
+    charts += [p.stem for p in (out / "figures").glob("heads_*.png")]
+    assert len(charts) == 20
     for chart in charts:
         assert (out / "figures" / f"{chart}.png").stat().st_size > 1000
         json.loads((out / "figures" / f"{chart}.json").read_text())  # the data behind it

@@ -1,0 +1,108 @@
+"""The shipped reference model: it is the file we recorded, it learned colour, and it is the default."""
+
+import hashlib
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from lib import colorize, data, lab, metrics, models, train
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return train.load_checkpoint("reference")
+
+
+def test_the_shipped_file_is_small_loads_with_weights_only_and_matches_its_hash(reference):
+    path = train.REFERENCE
+    assert path.stat().st_size <= 5_000_000
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == train.REFERENCE_SHA256
+    raw = torch.load(path, weights_only=True)  # plain tensors and dicts: no pickled code
+    assert raw["format"] == train.CHECKPOINT_FORMAT and raw["head"] == "classification"
+    assert all(v.dtype in (torch.float16, torch.int64) for v in raw["state_dict"].values())
+    model, ckpt = reference
+    assert ckpt["sha256"] == train.REFERENCE_SHA256
+    assert model.working_size == raw["working_size"] >= 64 and 0 <= raw["vividness"] <= 1
+    assert ckpt["data"]["split"]["file"] == "photos.tsv"  # trained on the train part of the split
+    assert ckpt["data"]["split"]["sha256"] == data.sha256_file(
+        train.REFERENCE.parents[2] / "data/splits/photos.tsv"
+    )
+
+
+def test_a_changed_reference_file_is_refused_with_one_line(tmp_path, monkeypatch):
+    copy = tmp_path / "reference.pt"
+    raw = bytearray(train.REFERENCE.read_bytes())
+    raw[-100] ^= 1  # one bit
+    copy.write_bytes(bytes(raw))
+    monkeypatch.setattr(train, "REFERENCE", copy)
+    with pytest.raises(ValueError, match="is not the shipped reference model's"):
+        train.load_checkpoint("reference")
+
+
+def builtin_held_out(builtin_root, size=128):
+    loader, skipped = data.folder_loader(builtin_root / "val", size, workers=0)
+    assert not skipped
+    return loader
+
+
+def at(model, vividness):
+    """The model as a predictor at one vividness setting."""
+    return lambda l: models.predict_ab(model, l, colorize.temperature(vividness))
+
+
+def test_at_its_faithful_setting_it_beats_the_gray_baseline_on_photos_it_never_saw(reference, builtin_root):
+    """The embedded held-out photos (Grace Hopper, the rocket) were in neither training pool."""
+    model, _ = reference
+    predictors = {"faithful": at(model, 0), "gray": metrics.gray_baseline}
+    scores = metrics.evaluate_all(predictors, builtin_held_out(builtin_root))
+    assert scores["faithful"]["n_images"] == 120
+    assert scores["faithful"]["auc"] > scores["gray"]["auc"]
+
+
+def test_more_vividness_gives_more_colourfulness(reference, builtin_root):
+    model, _ = reference
+    scores = metrics.evaluate_all({v: at(model, v) for v in (0, 0.5, 1)}, builtin_held_out(builtin_root, 64))
+    cf = [scores[v]["colourfulness"] for v in (0, 0.5, 1)]
+    assert cf[0] < cf[1] < cf[2]
+
+
+def test_colorize_with_no_checkpoint_uses_it_at_full_size_for_any_shape(tmp_path, capsys):
+    src = tmp_path / "photos"
+    src.mkdir()
+    Image.fromarray(skdata.camera()).save(src / "camera.png")  # a real black-and-white photograph
+    wide = Image.fromarray(skdata.astronaut()).resize((640, 400)).convert("L")
+    wide.save(src / "landscape.jpg", quality=95)
+    assert colorize.main([str(src)]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "2 written" in summary and "the shipped reference model" in summary
+    for name in ("camera.png", "landscape.jpg"):
+        with Image.open(src / name) as a, Image.open(tmp_path / "photos-colorized" / name) as b:
+            assert b.size == a.size and b.mode == "RGB"
+            la = lab.rgb_to_lab(torch.from_numpy(np.array(a.convert("RGB"))).permute(2, 0, 1)[None])[0, 0]
+            lb = lab.rgb_to_lab(torch.from_numpy(np.array(b)).permute(2, 0, 1)[None])[0, 0]
+            tolerance = 1.0 if name.endswith(".png") else 3.0  # JPEG re-encoding moves L* a little
+            assert (la - lb).abs().mean() < tolerance / 3 and (la - lb).abs().quantile(0.99) < tolerance
+            assert colorize_chroma(b) > 2  # it added colour
+    out = colorize.colorize_image(Image.fromarray(skdata.camera()))  # the library call, no model given
+    assert out.size == (512, 512) and colorize_chroma(out) > 2
+
+
+def colorize_chroma(img) -> float:
+    ab = lab.rgb_to_lab(torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)[None])[0, 1:]
+    return float(ab.norm(dim=0).mean())
+
+
+def test_pip_install_carries_the_weights(tmp_path):
+    root = train.REFERENCE.parents[2]
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    done = subprocess.run([*pip, "-w", tmp_path, root], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "lib/weights/reference.pt" in names and "lib/weights/README.md" in names
