@@ -27,7 +27,7 @@ SIGMA = 5.0  # soft-encoding and prior-smoothing Gaussian, Lab units
 NEIGHBOURS = 5  # bins that share a pixel's target
 LAMBDA = 0.5  # mix of prior and uniform in the rebalancing weights
 TEMPERATURE = 0.38  # annealed-mean temperature
-VIVID_TEMPERATURE = 0.1  # the temperature of vividness 1 (vividness 0 is T = 1, the mean)
+VIVID_LAMBDA = 0.05  # the rebalancing applied when colorizing at vividness 1 (vividness_setting)
 
 _CHUNK = 1 << 14  # pixels per distance step: 16384 x 261 bins x 2 floats, ~34 MB at most
 
@@ -226,11 +226,21 @@ def annealed_mean(logits, bins, temperature: float = TEMPERATURE) -> torch.Tenso
     return torch.einsum("nqhw,qc->nchw", p, bins.to(p)) / lab.AB_SCALE
 
 
-def vividness_temperature(vividness: float) -> float:
-    """The annealed-mean temperature of a vividness in [0, 1]: T = VIVID_TEMPERATURE ** vividness,
-    so 0 is T = 1 (the distribution's mean: faithful, muted) and 1 is T = 0.1 (close to the most
-    likely bin: vivid, and patchy where the model hesitates), evenly spaced in log T in between.
-    Zhang's T = 0.38 is vividness 0.42."""
+def vividness_setting(vividness: float) -> tuple[float, float]:
+    """(annealed-mean temperature T, rebalancing lambda) of a vividness in [0, 1].
+
+    0 is faithful: T = 1, the mean of the distribution the model predicts as if trained without
+    rebalancing (lambda = 1). 1 is vivid: Zhang's T = 0.38, with the distribution rebalanced at
+    lambda = VIVID_LAMBDA. In between, T = 0.38 ** v and lambda = VIVID_LAMBDA ** v.
+
+    Rebalancing when colorizing: a classifier trained with class weights w learns (roughly) the
+    photos' colour distribution times w, so adding log(w' / w) to its logits gives the
+    distribution it would have learnt with weights w' (the prior correction of a classifier for a
+    changed class balance). So one trained model serves every setting, whatever lambda it was
+    trained with. Why not the temperature alone: a lower T moves each pixel toward its most likely
+    colour, and for a model trained without rebalancing that is a grayish one, so a lower T alone
+    made the colours duller, not more vivid (README, "Model card").
+    """
     if not 0 <= vividness <= 1:
         raise ValueError(f"vividness must be between 0 (faithful) and 1 (vivid), got {vividness}")
-    return VIVID_TEMPERATURE**vividness
+    return TEMPERATURE**vividness, VIVID_LAMBDA**vividness

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from lib import classes, data, lab, models, train
+from lib import data, lab, models, train
 
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
 FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
@@ -89,7 +89,7 @@ def colorize_image(
     model: one from train.load_checkpoint; None: the shipped reference model. size: the shorter
     side the model sees the photo at, aspect kept (default: the size its checkpoint records, else
     256). vividness: from 0 (faithful) to 1 (vivid), classification heads only (default: the
-    checkpoint's; see classes.vividness_temperature). A colour input is colorized from its
+    checkpoint's; see classes.vividness_setting). A colour input is colorized from its
     lightness; an alpha channel is kept as it was; the output is 8-bit RGB (RGBA with alpha) of
     the input's size, EXIF orientation applied.
     """
@@ -101,7 +101,7 @@ def colorize_image(
     l_full, small = lightness(img, size, device)
     model.eval()
     with torch.no_grad():
-        ab = models.predict_ab(model, small, temperature(vividness), working_size=size)
+        ab = models.predict_ab(model, small, vividness, working_size=size)
     return finish(l_full, ab, alpha)
 
 
@@ -109,11 +109,6 @@ def working_size(model) -> int:
     """The shorter side a loaded model sees photos at: what its checkpoint records (the reference
     model's working size, else its training size), 256 for a model of unknown origin."""
     return getattr(model, "working_size", None) or getattr(model, "training_size", None) or 256
-
-
-def temperature(vividness: float | None) -> float | None:
-    """A vividness (or None: the model's own default) as an annealed-mean temperature."""
-    return None if vividness is None else classes.vividness_temperature(vividness)
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -227,7 +222,7 @@ def colorize_files(
             same = [i for i, b in enumerate(batch) if b[5].shape == shape]
             with torch.no_grad():
                 ab = models.predict_ab(
-                    model, torch.cat([batch[i][5] for i in same]), temperature(vividness), working_size=size
+                    model, torch.cat([batch[i][5] for i in same]), vividness, working_size=size
                 )
             preds |= {i: ab[j] for j, i in enumerate(same)}
         for i, (src, dst, source, alpha, l_full, _) in enumerate(batch):

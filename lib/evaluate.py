@@ -16,7 +16,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from lib import colorize, data, metrics, models, results, train
+from lib import colorize, data, metrics, models, plots, results, train
 
 
 def labels(paths: list[str], ckpts: list[dict]) -> list[str]:
@@ -30,6 +30,21 @@ def labels(paths: list[str], ckpts: list[dict]) -> list[str]:
         n if names.count(n) == 1 else f"{n} [{Path(p).parent.name}/{Path(p).name}]"
         for n, p in zip(names, paths, strict=True)
     ]  # fmt: skip
+
+
+def show(photos: list[str], root: Path, settings: dict) -> list[dict]:
+    """Rows for plots.photo_grid: each photo made black and white, colorized at full size by each
+    (model, vividness) of `settings`, and the original."""
+    rows = []
+    for f in photos:
+        path = Path(f) if Path(f).is_absolute() else root / f
+        with data.open_image(path) as im:
+            original = data.to_rgb(im)
+        gray = original.convert("L")
+        row = {"black and white": gray}
+        row |= {name: colorize.colorize_image(gray, m, vividness=v) for name, (m, v) in settings.items()}
+        rows.append(row | {"original": original})
+    return rows
 
 
 def main(argv=None) -> int:
@@ -55,6 +70,11 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--out", default=None, help="JSON file to write (default: runs/evaluate-<time>.json)")
+    p.add_argument(
+        "--show", nargs="+", default=None, metavar="PHOTO",
+        help="also draw these photos (paths below --data, or any image file) at full size, black and "
+        "white | each checkpoint | original, into a PNG beside --out",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     a = p.parse_args(argv)
     if a.resize is not None and a.resize < a.size:
@@ -79,7 +99,7 @@ def main(argv=None) -> int:
           f"{a.size}), {len(skipped)} skipped; {device}")  # fmt: skip
     seen = dict(skipped)  # decode-time failures are added (and named) as the loader finds them
     names = labels(a.checkpoint, [ckpt for _, ckpt in loaded])
-    about, predictors = {}, {}
+    about, predictors, settings = {}, {}, {}
     for name, path, (model, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
         if a.working_size:
             model.working_size = a.working_size
@@ -94,8 +114,8 @@ def main(argv=None) -> int:
                 "trained_on": ckpt["data"].get("source"), "vividness": v,
                 "working_size": getattr(model, "working_size", None),
             }  # fmt: skip
-            t = colorize.temperature(v)
-            predictors[row] = functools.partial(models.predict_ab, model, temperature=t) if t else model
+            predictors[row] = model if v is None else functools.partial(models.predict_ab, model, vividness=v)
+            settings[row] = (model, v)
     # one pass over the folder: each photo is decoded and converted once, then scored by every model
     rows = metrics.evaluate_all({**predictors, "gray baseline": metrics.gray_baseline}, loader, device, seen)
     print(metrics.format_table(rows))
@@ -112,6 +132,10 @@ def main(argv=None) -> int:
         metrics=rows, skipped=[[f, r] for f, r in seen.items()],
         provenance=results.provenance(device, started),
     )  # fmt: skip
+    if a.show:
+        shown = show(a.show, Path(a.data), settings)
+        plots.save(plots.photo_grid(shown), out.with_suffix(".png"), {"photos": a.show, "checkpoints": about})
+        print(f"written: {out.with_suffix('.png')}")
     print(f"written: {out}")
     return 0
 

@@ -29,9 +29,9 @@ class RegressionHead:
 
     head = "regression"
 
-    def to_ab(self, output, size=None, temperature=None):
-        if temperature is not None:
-            raise ValueError("a vividness (temperature) needs a model with the classification head")
+    def to_ab(self, output, size=None, vividness=None):
+        if vividness is not None:
+            raise ValueError("a vividness setting needs a model with the classification head")
         return output
 
     def loss(self, output, ab):
@@ -203,20 +203,32 @@ class ResNet18Colorizer(RegressionHead, nn.Module):
             layers += [nn.Conv2d(32, len(bins), 1)]
             self.register_buffer("bins", bins, persistent=False)
             self.register_buffer("class_weights", torch.ones(len(bins)))
+        self.prior = None  # the training photos' colour prior (Q,), for vividness settings
         self.decoder = nn.Sequential(*layers)
 
     def forward(self, l):  # noqa: E741
         out = self.decoder(self.encoder(l))
         return _match_size(out, l) if self.head == "regression" else out
 
-    def to_ab(self, output, size=None, temperature=None):
+    def to_ab(self, output, size=None, vividness=None):
         """The model's output -> ab (N, 2, H, W) at the input size: the output itself for the
-        regression head; for the classification head, the annealed mean at `temperature` (default
-        classes.TEMPERATURE) upsampled (bilinear) to `size`, by default twice the logits' size (the
-        input's for sizes that are multiples of 8)."""
+        regression head; for the classification head, the annealed mean upsampled (bilinear) to
+        `size`, by default twice the logits' size (the input's for sizes that are multiples of 8).
+        vividness (0 to 1, classes.vividness_setting) sets the temperature and rebalances the
+        predicted distribution from the colour prior `prior` (which set_prior or load_checkpoint
+        gives); None: the annealed mean at T = 0.38 of the distribution as trained."""
         if self.head == "regression":
-            return super().to_ab(output, size, temperature)
-        t = classes.TEMPERATURE if temperature is None else temperature
+            return super().to_ab(output, size, vividness)
+        t = classes.TEMPERATURE
+        if vividness is not None:
+            if self.prior is None:
+                raise ValueError(
+                    "this model has no colour prior (set_prior), which a vividness setting needs"
+                )
+            t, lam = classes.vividness_setting(vividness)
+            wanted = classes.rebalancing_weights(self.prior.to(output.device, torch.float64), lam)
+            shift = torch.log(wanted).float() - torch.log(self.class_weights.float())
+            output = output.float() + shift[None, :, None, None]
         ab = classes.annealed_mean(output, self.bins, t)
         size = tuple(size) if size is not None else tuple(2 * s for s in output.shape[-2:])
         return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
@@ -226,11 +238,14 @@ class ResNet18Colorizer(RegressionHead, nn.Module):
             return super().loss(output, ab)
         return classes.class_loss(output, ab, self.bins, self.class_weights, k=self.neighbours)
 
-    def set_prior(self, prior):
-        """Rebalancing weights from the training set's colour prior (classes.ab_prior)."""
+    def set_prior(self, prior, weights: bool = True):
+        """Keep the training set's colour prior (classes.ab_prior) and, with weights=True, set the
+        rebalancing weights from it (load_checkpoint keeps the weights it loaded)."""
         if self.head != "classification":
             raise ValueError("set_prior needs head='classification'")
-        self.class_weights.copy_(classes.rebalancing_weights(prior, self.rebalance))
+        self.prior = torch.as_tensor(prior, dtype=torch.float64).cpu()
+        if weights:
+            self.class_weights.copy_(classes.rebalancing_weights(self.prior, self.rebalance))
 
 
 def _pretrained_resnet18():
@@ -262,24 +277,25 @@ def working_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
 
 
 def predict_ab(
-    model: nn.Module, l: torch.Tensor, temperature: float | None = None, working_size: int | None = None
+    model: nn.Module, l: torch.Tensor, vividness: float | None = None, working_size: int | None = None
 ) -> torch.Tensor:
     """The colours a model gives lightness l: float ab (N, 2, H, W) at l's size, whatever its head.
 
-    temperature: the classification head's annealed-mean temperature. working_size: the model sees
-    l with its shorter side at this size (aspect kept, working_shape), and its ab are upsampled
-    (bilinear) to l's size. Both default to what the model's checkpoint recorded (the attributes
-    `temperature` and `working_size` that load_checkpoint sets; the shipped reference model has
-    both), else to the head's default temperature and l's own size."""
-    if temperature is None:
-        temperature = getattr(model, "temperature", None)
+    vividness: 0 (faithful) to 1 (vivid), for a classification head (ResNet18Colorizer.to_ab).
+    working_size: the model sees l with its shorter side at this size (aspect kept,
+    working_shape), and its ab are upsampled (bilinear) to l's size. Both default to what the
+    model's checkpoint recorded (the attributes `vividness` and `working_size` that
+    load_checkpoint sets; the shipped reference model has both), else to the head's default and
+    l's own size."""
+    if vividness is None:
+        vividness = getattr(model, "vividness", None)
     if working_size is None:
         working_size = getattr(model, "working_size", None)
     size = tuple(l.shape[-2:])
     x = l
     if working_size is not None and working_shape(*size, working_size) != size:
         x = F.interpolate(l, size=working_shape(*size, working_size), mode="bilinear", antialias=True)
-    ab = model.to_ab(model(x).float(), x.shape[-2:], *([temperature] if temperature is not None else []))
+    ab = model.to_ab(model(x).float(), x.shape[-2:], vividness)
     if tuple(ab.shape[-2:]) != size:
         ab = F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
     return ab

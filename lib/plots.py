@@ -152,6 +152,25 @@ def photo_row(images: dict, height: float = 3.2):
     return fig
 
 
+def photo_grid(rows: list[dict], height: float = 2.2):
+    """Several photos, one row each: every row a dict {column title: PIL image} with the same
+    titles (each row's images of one size); the titles head the first row."""
+    widths = [im.width / im.height for im in rows[0].values()]
+    fig, axes = plt.subplots(
+        len(rows), len(widths), figsize=(height * sum(widths), height * len(rows)),
+        width_ratios=widths, squeeze=False,
+    )  # fmt: skip
+    for i, row in enumerate(rows):
+        for ax, (title, im) in zip(axes[i], row.items(), strict=True):
+            ax.imshow(im, cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255)
+            if i == 0:
+                ax.set_title(textwrap.fill(title, 24), fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
 def sample_grid(rgb_true: torch.Tensor, predictions: dict):
     """gray input | each model | ground truth, for the same images.
 

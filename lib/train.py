@@ -74,9 +74,10 @@ def load_checkpoint(path, device="cpu") -> tuple[torch.nn.Module, dict]:
 
     path "reference" (or REFERENCE itself) is the shipped reference model, checked against
     REFERENCE_SHA256. The model carries what inference needs from its checkpoint: `training_size`
-    (the crop size it was trained at), and, where the checkpoint records them (the reference
-    model does), `working_size` (the shorter side it sees photos at) and `temperature` (its
-    default vividness as an annealed-mean temperature); models.predict_ab uses the last two.
+    (the crop size it was trained at), the colour prior of a classification head (for vividness
+    settings), and, where the checkpoint records them (the reference model does), `working_size`
+    (the shorter side it sees photos at) and `vividness` (its default setting);
+    models.predict_ab uses the last two.
     The checkpoint dict gets "sha256", the file's.
 
     Raises ValueError with one clear line for anything that is not one of our checkpoints.
@@ -113,8 +114,9 @@ def load_checkpoint(path, device="cpu") -> tuple[torch.nn.Module, dict]:
         ) from None
     model.training_size = (ckpt.get("data") or {}).get("size")
     model.working_size = ckpt.get("working_size")
-    if ckpt.get("vividness") is not None:
-        model.temperature = classes.vividness_temperature(ckpt["vividness"])
+    model.vividness = ckpt.get("vividness")
+    if ckpt.get("ab_prior") is not None and model.head == "classification":
+        model.set_prior(ckpt["ab_prior"], weights=False)  # the weights are the loaded ones
     ckpt["sha256"] = sha
     return model.to(device).eval(), ckpt
 
@@ -136,11 +138,11 @@ def make_checkpoint(model, name, options, epoch, val_loss, description, **extra)
     }
 
 
-def export_reference(checkpoint, out, working_size: int, vividness: float | None) -> str:
+def export_reference(checkpoint, out, working_size: int, vividness: float | None, ab_prior=None) -> str:
     """Write a trained checkpoint as a file to ship (lib/weights/reference.pt): the weights in
-    float16 (half the size; the predictions differ by less than 8-bit rounding), plus the working
-    size and default vividness that every inference path then uses. Never replaces a file.
-    Returns the new file's SHA-256, for REFERENCE_SHA256."""
+    float16 (half the size), plus the working size and default vividness that every inference path
+    then uses, and the colour prior of its training photos (from the checkpoint, else `ab_prior`,
+    the run record's). Never replaces a file. Returns the new file's SHA-256, for REFERENCE_SHA256."""
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out}: exists; move it away first")
@@ -148,7 +150,7 @@ def export_reference(checkpoint, out, working_size: int, vividness: float | None
     state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     kept = ("format", "model", "options", "head", "normalization", "epoch", "val_loss", "data", "git_commit")
     ref = {k: ckpt[k] for k in kept} | {"state_dict": state, "working_size": working_size}
-    ref |= {"vividness": vividness}
+    ref |= {"vividness": vividness, "ab_prior": ckpt.get("ab_prior", ab_prior)}
     ref["exported_from"] = {"file": Path(checkpoint).name, "sha256": ckpt["sha256"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_atomic(ref, out)
@@ -315,6 +317,9 @@ def fit(
         prior = colour_prior(loaders.train, device, skips)
         model.set_prior(prior)
         run["ab_prior"] = prior.tolist()
+    with_prior = {"ab_prior": run["ab_prior"]} if "ab_prior" in run else {}  # for vividness settings
+    if with_prior:
+        model.set_prior(run["ab_prior"], weights=False)
     best = min((h["val_loss"] for h in run["history"]), default=float("inf"))
     for epoch in range(len(run["history"]) + 1, epochs + 1):
         loaders.train.sampler.set_epoch(epoch)  # shuffle order and augmentation seeds
@@ -355,17 +360,14 @@ def fit(
                 f"{seconds:.1f}s  {entry['images_per_s']:.0f} img/s",
                 flush=True,
             )
+        ckpt = make_checkpoint(model, model_name, options, epoch, val_loss, loaders.description, **with_prior)
         if val_loss < best:
             best = val_loss
             name = f"model-epoch-{epoch:03d}-val-{val_loss:.5f}.pt" if keep_all else "best.pt"
-            path = out_dir / name
-            save_atomic(
-                make_checkpoint(model, model_name, options, epoch, val_loss, loaders.description), path
-            )
-            entry = {"epoch": epoch, "path": str(path), "val_loss": val_loss}
+            save_atomic(ckpt, out_dir / name)
+            entry = {"epoch": epoch, "path": str(out_dir / name), "val_loss": val_loss}
             run["checkpoints"] = [*run["checkpoints"], entry] if keep_all else [entry]
-        state = make_checkpoint(model, model_name, options, epoch, val_loss, loaders.description)
-        state |= {"optimizer": opt.state_dict(), "run": run}
+        state = {**ckpt, "optimizer": opt.state_dict(), "run": run}
         if sched is not None:
             state["scheduler"] = sched.state_dict()
         save_atomic(state, last)

@@ -121,19 +121,49 @@ def test_predict_ab_sees_the_working_shape_and_answers_at_the_input_size():
         assert predict_ab(model, torch.rand(1, 1, 100, 160)).shape == (1, 2, 100, 160)
         assert seen[-1] == (48, 80)
         with pytest.raises(ValueError, match="classification head"):
-            predict_ab(build_model("resnet18"), torch.rand(1, 1, 32, 32), temperature=0.5)
+            predict_ab(build_model("resnet18"), torch.rand(1, 1, 32, 32), vividness=0.5)
 
 
-def test_vividness_runs_from_the_mean_to_near_the_mode():
+def test_vividness_runs_from_the_plain_mean_to_zhangs_rebalanced_annealed_mean():
     from lib import classes
 
-    assert classes.vividness_temperature(0) == 1.0
-    assert classes.vividness_temperature(1) == pytest.approx(classes.VIVID_TEMPERATURE)
-    ts = [classes.vividness_temperature(v / 10) for v in range(11)]
-    assert ts == sorted(ts, reverse=True)
+    assert classes.vividness_setting(0) == (1.0, 1.0)  # T = 1, no rebalancing
+    assert classes.vividness_setting(1) == pytest.approx((classes.TEMPERATURE, classes.VIVID_LAMBDA))
+    settings = [classes.vividness_setting(v / 10) for v in range(11)]
+    assert settings == sorted(settings, reverse=True)  # both fall as vividness rises
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="between 0 \\(faithful\\) and 1 \\(vivid\\)"):
-            classes.vividness_temperature(bad)
+            classes.vividness_setting(bad)
+
+
+def test_a_vividness_setting_rebalances_from_how_the_model_was_trained():
+    """Logits + log(wanted weights / trained weights): a model trained with lambda = 0.5 at
+    vividness 0 is read as if trained without rebalancing; one trained with lambda = 1 is read as
+    it is."""
+    from lib import classes
+
+    torch.manual_seed(0)
+    prior = torch.distributions.Dirichlet(torch.ones(len(classes.ab_bins()))).sample().double()
+    logits = torch.randn(2, len(prior), 4, 4)
+    flat = ResNet18Colorizer(head="classification", rebalance=1.0)
+    with pytest.raises(ValueError, match="colour prior"):
+        flat.to_ab(logits, vividness=0)
+    flat.set_prior(prior)
+    bins = classes.ab_bins()
+    expect = classes.annealed_mean(logits, bins, 1.0)
+    torch.testing.assert_close(
+        flat.to_ab(logits, (4, 4), vividness=0), nn.functional.interpolate(expect, (4, 4))
+    )
+    rebalanced = ResNet18Colorizer(head="classification")  # lambda 0.5
+    rebalanced.set_prior(prior)
+    w = classes.rebalancing_weights(prior, 0.5).float()
+    undone = classes.annealed_mean(logits - torch.log(w)[None, :, None, None], bins, 1.0)
+    torch.testing.assert_close(rebalanced.to_ab(logits, (4, 4), vividness=0), undone)
+    t, lam = classes.vividness_setting(1)
+    redone = logits + torch.log(classes.rebalancing_weights(prior, lam).float() / w)[None, :, None, None]
+    torch.testing.assert_close(
+        rebalanced.to_ab(logits, (4, 4), vividness=1), classes.annealed_mean(redone, bins, t)
+    )
 
 
 def test_more_soft_encoding_neighbours_change_the_loss_not_the_network():

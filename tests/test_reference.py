@@ -53,7 +53,7 @@ def builtin_held_out(builtin_root, size=128):
 
 def at(model, vividness):
     """The model as a predictor at one vividness setting."""
-    return lambda l: models.predict_ab(model, l, colorize.temperature(vividness))
+    return lambda l: models.predict_ab(model, l, vividness)
 
 
 def test_at_its_faithful_setting_it_beats_the_gray_baseline_on_photos_it_never_saw(reference, builtin_root):
