@@ -505,7 +505,7 @@ def make_loaders(
     workers: int | None = None,
     builtin_root=None,
     pin_memory: bool = False,
-    split=None,
+    split_file=None,
     crop_scale: float = 0.08,
 ) -> Loaders:
     """Train and val loaders over the embedded photos ("builtin") or any folder of colour photos.
@@ -513,7 +513,7 @@ def make_loaders(
     For a folder, the split is by file (each file is its own source photo): `val_size` of the
     files, chosen by `rank(files, seed)`. `max_images` keeps the first N valid files of that same
     order, so a bigger N keeps the smaller run's files. For "builtin", train/ and val/ are already
-    split by photo. With `split` (a split file, see write_split), the folder's "train" part trains
+    split by photo. With `split_file` (see write_split), the folder's "train" part trains
     and its "dev" part validates (val_size is unused); no held-out file is ever read.
     crop_scale: the smallest share of a photo's area a training crop covers (augment="crop").
     """
@@ -527,13 +527,13 @@ def make_loaders(
         val_files, skip_v = scan(root, [f"val/{f}" for f in list_images(root / "val")], size)
         skipped = skip_t + skip_v
         desc = {"source": "builtin", "builtin": built}
-    elif split is not None:
+    elif split_file is not None:
         root = Path(source)
-        train_files, skip_t = scan(root, rank(split_files(root, split, "train"), seed), size, max_images)
-        val_files, skip_v = scan(root, split_files(root, split, "dev"), size)
+        train_files, skip_t = scan(root, rank(split_files(root, split_file, "train"), seed), size, max_images)
+        val_files, skip_v = scan(root, split_files(root, split_file, "dev"), size)
         skipped = skip_t + skip_v
         desc = {"source": str(root.resolve())}
-        desc["split"] = {"file": Path(split).name, "sha256": sha256_file(split)}
+        desc["split"] = {"file": Path(split_file).name, "sha256": sha256_file(split_file)}
         desc["split"] |= {"train": "train", "val": "dev"}
         val_size = None
     else:

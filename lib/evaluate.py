@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--show", nargs="+", default=None, metavar="PHOTO",
         help="also draw these photos (paths below --data, or any image file) at full size, black and "
-        "white | each checkpoint | original, into a PNG beside --out",
+        "white | each checkpoint | original, into <out>_photos.png",
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     a = p.parse_args(argv)
@@ -134,8 +134,9 @@ def main(argv=None) -> int:
     )  # fmt: skip
     if a.show:
         shown = show(a.show, Path(a.data), settings)
-        plots.save(plots.photo_grid(shown), out.with_suffix(".png"), {"photos": a.show, "checkpoints": about})
-        print(f"written: {out.with_suffix('.png')}")
+        figure = out.with_name(f"{out.stem}_photos.png")  # and its .json, beside the results file
+        plots.save(plots.photo_grid(shown), figure, {"photos": a.show, "checkpoints": about})
+        print(f"written: {figure}")
     print(f"written: {out}")
     return 0
 

@@ -32,7 +32,7 @@ CHECKPOINT_FORMAT = "bw-colorization-checkpoint/1"
 # The shipped reference model (README, "Model card"): trained once at scale, carried by the package.
 # Its SHA-256 is checked at every load, so a damaged or replaced file is refused, never used.
 REFERENCE = Path(__file__).resolve().parent / "weights" / "reference.pt"
-REFERENCE_SHA256 = "84f0c0a3a43dac600b77fa1d8e53c14afe0cae14765fa27f68d6169f0468f69d"
+REFERENCE_SHA256 = "ac1ceeb87275b29da13b1a26fde5daf09ca8af953f3e61d79dc9db98a83288f3"
 
 
 # --- environment ----------------------------------------------------------------------------------
@@ -462,7 +462,7 @@ def main(argv=None) -> int:
         loaders = data.make_loaders(
             a.data, a.size, a.batch_size, val_size=val_size, max_images=a.max_images,
             seed=a.seed, augment=a.augment, workers=a.workers, pin_memory=device.type == "cuda",
-            split=a.split, crop_scale=a.crop_scale,
+            split_file=a.split, crop_scale=a.crop_scale,
         )  # fmt: skip
         d = loaders.description
         if rank == 0:

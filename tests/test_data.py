@@ -548,7 +548,7 @@ def test_loaders_from_a_split_train_on_train_validate_on_dev_and_never_read_held
     parts = {p: data.split_files(tmp_path / "pools", out, p) for p in data.PARTS}
     for f in parts["held-out"]:  # unreadable: a loader that touched them would skip or fail
         (tmp_path / "pools" / f).write_bytes(b"")
-    loaders = data.make_loaders(tmp_path / "pools", 32, 4, split=out, workers=0, crop_scale=0.5)
+    loaders = data.make_loaders(tmp_path / "pools", 32, 4, split_file=out, workers=0, crop_scale=0.5)
     assert sorted(loaders.train.dataset.files) == sorted(parts["train"])
     assert loaders.val.dataset.files == parts["dev"]
     d = loaders.description

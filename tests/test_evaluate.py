@@ -14,7 +14,12 @@ from lib import evaluate, models, train
 def make_checkpoint(path, **options):
     torch.manual_seed(0)
     model = models.build_model("resnet18", **options)
-    ckpt = train.make_checkpoint(model, "resnet18", options, 1, 0.0, {"source": "a test", "size": 64})
+    prior = (
+        {"ab_prior": torch.full((261,), 1 / 261).tolist()} if options.get("head") == "classification" else {}
+    )
+    ckpt = train.make_checkpoint(
+        model, "resnet18", options, 1, 0.0, {"source": "a test", "size": 64}, **prior
+    )
     train.save_atomic(ckpt, path)
     return path
 
@@ -108,9 +113,11 @@ def test_vividness_settings_split_parts_and_weights_are_recorded(tmp_path, capsy
     out = tmp_path / "scores.json"
     argv = ["--checkpoint", str(cls), "--data", str(tmp_path / "pool"), "--split", str(split), "--part", part]
     argv += ["--size", "64", "--workers", "0", "--vividness", "0", "1", "--working-size", "32"]
-    assert evaluate.main([*argv, "--out", str(out)]) == 0
+    assert evaluate.main([*argv, "--out", str(out), "--show", "p/photo1.jpg"]) == 0
     record = json.loads(out.read_text())
     rows = record["metrics"]
+    assert (tmp_path / "scores_photos.png").stat().st_size > 1000  # b/w | 2 settings | original
+    assert json.loads((tmp_path / "scores_photos.json").read_text())["photos"] == ["p/photo1.jpg"]
     faithful, vivid = (
         rows["resnet18 (classification) (vividness 0)"],
         rows["resnet18 (classification) (vividness 1)"],

@@ -126,3 +126,30 @@ def test_results_record_the_commit_that_was_imported_not_a_later_one(tmp_path):
     module, recorded, now = out.stdout.split()
     assert module == str(repo / "lib" / "results.py")  # the copy, not the project's own
     assert recorded == first and now == git("rev-parse", "HEAD").stdout.strip() != first
+
+
+def test_readme_reference_model_figures_are_its_held_out_and_dev_evaluations():
+    """The shipped model's numbers in README come from `python -m lib.evaluate` on the held-out
+    part of the split only; its settings were chosen on the dev part; it trained >= 90 minutes."""
+    from lib import data, train
+
+    readme = (ROOT / "README.md").read_text()
+    split = ROOT / "data" / "splits" / "photos.tsv"
+    _, rows = data.read_split(split)
+    held = result("reference_heldout.json")
+    assert metrics.format_table(held["metrics"], markdown=True) in readme
+    assert held["split"] == {
+        "file": "data/splits/photos.tsv",
+        "sha256": data.sha256_file(split),
+        "part": "held-out",
+    }
+    assert held["protocol"] == {"resize": 256, "crop": 256}
+    assert all(r["n_images"] == sum(p == "held-out" for p, *_ in rows) for r in held["metrics"].values())
+    assert {c["sha256"] for c in held["checkpoints"].values()} == {train.REFERENCE_SHA256}
+    for name in ("reference_dev_vividness.json", "reference_candidates_dev.json"):
+        dev = result(name)
+        assert dev["split"]["part"] == "dev" and metrics.format_table(dev["metrics"], markdown=True) in readme
+    run = result("reference_train.json")
+    assert run["data"]["n_train"] == 6015 and run["data"]["split"]["sha256"] == data.sha256_file(split)
+    assert sum(h["seconds"] for h in run["history"]) >= 90 * 60
+    assert f"{sum(h['seconds'] for h in run['history']) / 60:.0f} minutes" in readme
