@@ -32,7 +32,7 @@ CHECKPOINT_FORMAT = "bw-colorization-checkpoint/1"
 # The shipped reference model (README, "Model card"): trained once at scale, carried by the package.
 # Its SHA-256 is checked at every load, so a damaged or replaced file is refused, never used.
 REFERENCE = Path(__file__).resolve().parent / "weights" / "reference.pt"
-REFERENCE_SHA256 = "ac1ceeb87275b29da13b1a26fde5daf09ca8af953f3e61d79dc9db98a83288f3"
+REFERENCE_SHA256 = "bbf211307268e88d4e32df9e269d64405d4964115d6570f1e01c735bf6316ac0"
 
 
 # --- environment ----------------------------------------------------------------------------------
