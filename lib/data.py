@@ -32,7 +32,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
-from lib import lab
+from lib import datasets, lab
 
 log = logging.getLogger(__name__)
 
@@ -201,14 +201,6 @@ def split_part(name: str, seed: int) -> str:
     return part  # u within rounding of 1
 
 
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_split(root, pools: list[str], out, seed: int = 0, pattern: str = "*.jpg") -> dict[str, int]:
     """Cut the image files named `pattern` of root/<pool>/ for each pool into PARTS by split_part
     and write the list (part, path relative to root, SHA-256) as a TSV file; never replaces an
@@ -218,7 +210,7 @@ def write_split(root, pools: list[str], out, seed: int = 0, pattern: str = "*.jp
     if out.exists():
         raise FileExistsError(f"{out}: exists; a split is cut once (delete it to cut another)")
     rows = [
-        (split_part(f"{pool}/{f}", seed), f"{pool}/{f}", sha256_file(root / pool / f))
+        (split_part(f"{pool}/{f}", seed), f"{pool}/{f}", datasets.sha256(root / pool / f))
         for pool in pools
         for f in list_images(root / pool)
         if fnmatch.fnmatch(f, pattern)
@@ -263,7 +255,7 @@ def split_files(root, split_path, part: str) -> list[str]:
         path = Path(root, f)
         if not path.is_file():
             raise ValueError(f"{path}: listed in {split_path} but missing")
-        if sha256_file(path) != sha:
+        if datasets.sha256(path) != sha:
             raise ValueError(f"{path}: its content differs from the SHA-256 in {split_path}")
         files.append(f)
     return files
@@ -533,7 +525,7 @@ def make_loaders(
         val_files, skip_v = scan(root, split_files(root, split_file, "dev"), size)
         skipped = skip_t + skip_v
         desc = {"source": str(root.resolve())}
-        desc["split"] = {"file": Path(split_file).name, "sha256": sha256_file(split_file)}
+        desc["split"] = {"file": Path(split_file).name, "sha256": datasets.sha256(split_file)}
         desc["split"] |= {"train": "train", "val": "dev"}
         val_size = None
     else:

@@ -16,7 +16,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from lib import colorize, data, metrics, models, plots, results, train
+from lib import colorize, data, datasets, metrics, models, plots, results, train
 
 
 def labels(paths: list[str], ckpts: list[dict]) -> list[str]:
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     results.save(
         out, data=str(Path(a.data).resolve()),
-        split={"file": a.split, "sha256": data.sha256_file(a.split), "part": a.part} if a.split else None,
+        split={"file": a.split, "sha256": datasets.sha256(a.split), "part": a.part} if a.split else None,
         protocol={"resize": a.resize or a.size, "crop": a.size},
         checkpoints=about,
         metrics=rows, skipped=[[f, r] for f, r in seen.items()],

@@ -14,6 +14,8 @@ numbers, and a resumed run gives the same history as one that never stopped.
 """
 
 import argparse
+import hashlib
+import io
 import logging
 import os
 import sys
@@ -25,7 +27,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from lib import classes, data, lab, metrics, models, results
+from lib import classes, data, datasets, lab, metrics, models, results
 
 CHECKPOINT_FORMAT = "bw-colorization-checkpoint/1"
 
@@ -85,14 +87,15 @@ def load_checkpoint(path, device="cpu") -> tuple[torch.nn.Module, dict]:
     path = REFERENCE if str(path) == "reference" else Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint file")
-    sha = data.sha256_file(path)
+    raw = path.read_bytes()  # read once: hashed, then loaded
+    sha = hashlib.sha256(raw).hexdigest()
     if path.resolve() == REFERENCE and sha != REFERENCE_SHA256:
         raise ValueError(
             f"{path}: SHA-256 {sha[:16]}... is not the shipped reference model's "
-            f"{str(REFERENCE_SHA256)[:16]}... (a damaged or replaced file: restore it with git or pip)"
+            f"{REFERENCE_SHA256[:16]}... (a damaged or replaced file: restore it with git or pip)"
         )
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        ckpt = torch.load(io.BytesIO(raw), map_location=device, weights_only=True)
     except Exception as e:
         raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
@@ -154,7 +157,7 @@ def export_reference(checkpoint, out, working_size: int, vividness: float | None
     ref["exported_from"] = {"file": Path(checkpoint).name, "sha256": ckpt["sha256"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_atomic(ref, out)
-    return data.sha256_file(out)
+    return datasets.sha256(out)
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -313,13 +316,13 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     skips = run["skipped_during_training"]
-    if model.head == "classification" and not run["history"]:  # a resumed run has them in last.pt
+    if model.head == "classification" and not run["history"]:
         prior = colour_prior(loaders.train, device, skips)
         model.set_prior(prior)
         run["ab_prior"] = prior.tolist()
-    with_prior = {"ab_prior": run["ab_prior"]} if "ab_prior" in run else {}  # for vividness settings
-    if with_prior:
+    elif "ab_prior" in run:  # resumed: the class weights came with last.pt, the prior with its record
         model.set_prior(run["ab_prior"], weights=False)
+    with_prior = {"ab_prior": run["ab_prior"]} if "ab_prior" in run else {}  # checkpoints keep it
     best = min((h["val_loss"] for h in run["history"]), default=float("inf"))
     for epoch in range(len(run["history"]) + 1, epochs + 1):
         loaders.train.sampler.set_epoch(epoch)  # shuffle order and augmentation seeds

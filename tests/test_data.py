@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lib import data, lab
+from lib import data, datasets, lab
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -552,7 +552,7 @@ def test_loaders_from_a_split_train_on_train_validate_on_dev_and_never_read_held
     assert sorted(loaders.train.dataset.files) == sorted(parts["train"])
     assert loaders.val.dataset.files == parts["dev"]
     d = loaders.description
-    assert d["skipped"] == [] and d["split"]["sha256"] == data.sha256_file(out) and d["crop_scale"] == 0.5
+    assert d["skipped"] == [] and d["split"]["sha256"] == datasets.sha256(out) and d["crop_scale"] == 0.5
     assert d["n_train"] == len(parts["train"]) and d["n_val"] == len(parts["dev"])
 
 

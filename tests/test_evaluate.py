@@ -100,7 +100,7 @@ def test_refuses_to_overwrite_and_reports_bad_checkpoints_in_one_line(tmp_path, 
 
 
 def test_vividness_settings_split_parts_and_weights_are_recorded(tmp_path, capsys):
-    from lib import data
+    from lib import data, datasets
 
     (tmp_path / "pool").mkdir()
     photos = photo_folder(tmp_path / "pool" / "p")
@@ -125,10 +125,8 @@ def test_vividness_settings_split_parts_and_weights_are_recorded(tmp_path, capsy
     assert faithful["n_images"] == len(data.split_files(tmp_path / "pool", split, part))
     assert vivid["colourfulness"] > faithful["colourfulness"]  # T = 0.1 against the mean
     about = record["checkpoints"]["resnet18 (classification) (vividness 1)"]
-    assert (
-        about["sha256"] == data.sha256_file(cls) and about["vividness"] == 1 and about["working_size"] == 32
-    )
-    assert record["split"] == {"file": str(split), "sha256": data.sha256_file(split), "part": part}
+    assert about["sha256"] == datasets.sha256(cls) and about["vividness"] == 1 and about["working_size"] == 32
+    assert record["split"] == {"file": str(split), "sha256": datasets.sha256(split), "part": part}
     mse = make_checkpoint(tmp_path / "mse.pt")
     capsys.readouterr()
     assert evaluate.main(["--checkpoint", str(mse), *argv[2:], "--out", str(tmp_path / "x.json")]) == 2

@@ -131,7 +131,7 @@ def test_results_record_the_commit_that_was_imported_not_a_later_one(tmp_path):
 def test_readme_reference_model_figures_are_its_held_out_and_dev_evaluations():
     """The shipped model's numbers in README come from `python -m lib.evaluate` on the held-out
     part of the split only; its settings were chosen on the dev part; it trained >= 90 minutes."""
-    from lib import data, train
+    from lib import data, datasets, train
 
     readme = (ROOT / "README.md").read_text()
     split = ROOT / "data" / "splits" / "photos.tsv"
@@ -140,7 +140,7 @@ def test_readme_reference_model_figures_are_its_held_out_and_dev_evaluations():
     assert metrics.format_table(held["metrics"], markdown=True) in readme
     assert held["split"] == {
         "file": "data/splits/photos.tsv",
-        "sha256": data.sha256_file(split),
+        "sha256": datasets.sha256(split),
         "part": "held-out",
     }
     assert held["protocol"] == {"resize": 256, "crop": 256}
@@ -150,6 +150,6 @@ def test_readme_reference_model_figures_are_its_held_out_and_dev_evaluations():
         dev = result(name)
         assert dev["split"]["part"] == "dev" and metrics.format_table(dev["metrics"], markdown=True) in readme
     run = result("reference_train.json")
-    assert run["data"]["n_train"] == 6015 and run["data"]["split"]["sha256"] == data.sha256_file(split)
+    assert run["data"]["n_train"] == 6015 and run["data"]["split"]["sha256"] == datasets.sha256(split)
     assert sum(h["seconds"] for h in run["history"]) >= 90 * 60
     assert f"{sum(h['seconds'] for h in run['history']) / 60:.0f} minutes" in readme

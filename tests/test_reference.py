@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from lib import colorize, data, lab, metrics, models, train
+from lib import colorize, data, datasets, lab, metrics, models, train
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_the_shipped_file_is_small_loads_with_weights_only_and_matches_its_hash(
     assert ckpt["sha256"] == train.REFERENCE_SHA256
     assert model.working_size == raw["working_size"] >= 64 and 0 <= raw["vividness"] <= 1
     assert ckpt["data"]["split"]["file"] == "photos.tsv"  # trained on the train part of the split
-    assert ckpt["data"]["split"]["sha256"] == data.sha256_file(
+    assert ckpt["data"]["split"]["sha256"] == datasets.sha256(
         train.REFERENCE.parents[2] / "data/splits/photos.tsv"
     )
 
