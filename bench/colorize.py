@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from lib import colorize, models, results, train
+from lib import checkpoints, colorize, models, results
 
 
 def rss_mb() -> float:
@@ -58,11 +58,11 @@ def make_inputs(root: Path) -> tuple[Path, Path]:
 def make_checkpoint(path: Path) -> None:
     torch.manual_seed(0)
     model = models.build_model("resnet18")
-    train.save_atomic(train.make_checkpoint(model, "resnet18", {}, 0, 0.0, {"size": 256}), path)
+    checkpoints.write(checkpoints.make(model, "resnet18", {}, 0, 0.0, {"size": 256}), path)
 
 
 def run_big(big: Path, ckpt: Path, out: Path) -> dict:
-    model, _ = train.load_checkpoint(ckpt, "cpu")
+    model, _ = checkpoints.load(ckpt, "cpu")
     times = []
     for k in range(3):
         plan = [(big, out / f"run{k}" / big.name)]
@@ -76,7 +76,7 @@ def run_big(big: Path, ckpt: Path, out: Path) -> dict:
 
 
 def run_folder(folder: Path, ckpt: Path, out: Path) -> dict:
-    model, _ = train.load_checkpoint(ckpt, "cpu")
+    model, _ = checkpoints.load(ckpt, "cpu")
     files, _ = colorize.expand_inputs([str(folder)])
     _, plan = colorize.plan_outputs(files, out, None)
     colorize.colorize_files(plan[:4], model, 256, 4, side=False, overwrite=False)  # warm-up

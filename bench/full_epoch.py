@@ -19,7 +19,7 @@ from pathlib import Path
 
 from photos import make_folder
 
-from lib import data, results, train
+from lib import checkpoints, data, results, train
 
 FULL_TRAIN, FULL_VAL, FULL_EPOCHS, ORIGINAL_HOURS = 40_000, 1_000, 50, 9.0
 
@@ -31,7 +31,7 @@ def main() -> int:
     p.add_argument("--compile", action="store_true", help="train through torch.compile")
     p.add_argument("--out", default="runs/bench/full_epoch.json")
     a = p.parse_args()
-    started, device = results.now(), train.pick_device(a.device)
+    started, device = results.now(), checkpoints.pick_device(a.device)
     with tempfile.TemporaryDirectory() as tmp:
         make_folder(Path(tmp) / "photos", a.images, 256)
         val = max(1, a.images // 40)  # the full profile's proportion: 1,000 of 41,000
@@ -39,7 +39,7 @@ def main() -> int:
                                     pin_memory=device.type == "cuda")  # fmt: skip
         t0 = time.perf_counter()
         _, run = train.fit("resnet18", loaders, Path(tmp) / "run", epochs=1, lr=0.01, device=device,
-                           progress=False, compile=a.compile)  # fmt: skip
+                           progress=False, compile_model=a.compile)  # fmt: skip
         total = time.perf_counter() - t0
     epoch = run["history"][0]
     train_rate = epoch["images_per_s"]

@@ -19,11 +19,11 @@ import time
 
 import torch
 
-from lib import models, results, train
+from lib import checkpoints, models, results, train
 
 
 def measure(model_name: str, size: int, batch: int, device: str, seconds: float) -> dict:
-    device = train.pick_device(device)
+    device = checkpoints.pick_device(device)
     torch.manual_seed(0)
     model = models.build_model(model_name).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -31,7 +31,7 @@ def measure(model_name: str, size: int, batch: int, device: str, seconds: float)
     ab = (torch.rand(batch, 2, size, size, device=device) - 0.5) * 0.5
 
     def step():
-        loss = model.loss(train.forward(model, l, device), ab)
+        loss = model.head.loss(train.forward(model, l, device), ab)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -73,7 +73,7 @@ def main() -> int:
             r = rows[-1]
             print(f"{name:13s} {size:4d} px: {r['images_per_s']:8.1f} images/s ({r['seconds_per_step']:.3f} "
                   f"s per batch of {a.batch}), peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
-    device = str(train.pick_device(a.device))
+    device = str(checkpoints.pick_device(a.device))
     results.save(a.out, benchmark="train", rows=rows, provenance=results.provenance(device, started))
     print(f"written: {a.out}")
     return 0

@@ -23,7 +23,6 @@ import glob
 import logging
 import os
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from lib import data, lab, models, train
+from lib import checkpoints, data, lab, models, results
 
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
 FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
@@ -86,7 +85,7 @@ def colorize_image(
 ) -> Image.Image:
     """Colorize one PIL image (any mode) at its full resolution.
 
-    model: one from train.load_checkpoint; None: the shipped reference model. size: the shorter
+    model: one from checkpoints.load; None: the shipped reference model. size: the shorter
     side the model sees the photo at, aspect kept (default: the size its checkpoint records, else
     256). vividness: from 0 (faithful) to 1 (vivid), classification heads only (default: the
     checkpoint's; see classes.vividness_setting). A colour input is colorized from its
@@ -94,14 +93,14 @@ def colorize_image(
     the input's size, EXIF orientation applied.
     """
     if model is None:
-        model, _ = train.load_checkpoint(train.REFERENCE)
+        model, _ = checkpoints.load(checkpoints.REFERENCE)
     size = size or working_size(model)
     device = next(model.parameters()).device
     img, alpha = split_alpha(image)
     l_full, small = lightness(img, size, device)
     model.eval()
     with torch.no_grad():
-        ab = models.predict_ab(model, small, vividness, working_size=size)
+        ab = checkpoints.predict_ab(model, small, vividness, working_size=size)
     return finish(l_full, ab, alpha)
 
 
@@ -145,9 +144,10 @@ def plan_outputs(files, out: Path | None, fmt: str | None) -> tuple[Path, list[t
     return out, plan
 
 
-def save(img: Image.Image, path: Path, source: Image.Image, overwrite: bool) -> None:
-    """Write atomically in the format of path's suffix; keep the EXIF (and an RGB input's ICC
-    profile) where the format takes them. Without overwrite, an existing file is never replaced."""
+def write_image(img: Image.Image, path: Path, source: Image.Image, overwrite: bool) -> None:
+    """Write atomically (results.write_atomic) in the format of path's suffix; keep the EXIF (and
+    an RGB input's ICC profile) where the format takes them. Without overwrite, an existing file
+    is never replaced (FileExistsError, even for one that appeared meanwhile)."""
     fmt = FORMATS[path.suffix.lower()]
     if fmt in ("JPEG", "BMP") and img.mode == "RGBA":  # no alpha there: composite over white
         img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img).convert("RGB")
@@ -159,17 +159,7 @@ def save(img: Image.Image, path: Path, source: Image.Image, overwrite: bool) -> 
     if len(exif) and fmt in ("JPEG", "WEBP", "PNG"):
         exif.pop(0x0112, None)  # orientation: already applied to the pixels
         kw["exif"] = exif.tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        img.save(tmp, fmt, **kw)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # raises FileExistsError rather than replace a file that appeared
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    results.write_atomic(path, lambda tmp: img.save(tmp, fmt, **kw), replace=overwrite)
 
 
 def side_by_side(gray: Image.Image, colour: Image.Image) -> Image.Image:
@@ -221,7 +211,7 @@ def colorize_files(
         for shape in shapes:
             same = [i for i, b in enumerate(batch) if b[5].shape == shape]
             with torch.no_grad():
-                ab = models.predict_ab(
+                ab = checkpoints.predict_ab(
                     model, torch.cat([batch[i][5] for i in same]), vividness, working_size=size
                 )
             preds |= {i: ab[j] for j, i in enumerate(same)}
@@ -231,7 +221,7 @@ def colorize_files(
                 out = finish(l_full, ab[None], alpha)
                 if side:
                     out = side_by_side(finish(l_full, ab[None], alpha, gray=True), out)
-                save(out, dst, source, overwrite)
+                write_image(out, dst, source, overwrite)
                 tally["written"] += 1
             except FileExistsError:
                 skip(src, "output exists (use --overwrite)")
@@ -282,10 +272,10 @@ def main(argv=None) -> int:
     if a.vividness is not None and not 0 <= a.vividness <= 1:
         return usage(f"--vividness {a.vividness}: choose a value from 0 (faithful) to 1 (vivid)")
     try:
-        model, ckpt = train.load_checkpoint(a.checkpoint, train.pick_device(a.device))
+        model, ckpt = checkpoints.load(a.checkpoint, checkpoints.pick_device(a.device))
     except (ValueError, RuntimeError) as e:
         return usage(str(e))
-    if a.vividness is not None and model.head != "classification":
+    if a.vividness is not None and model.head.kind != "classification":
         return usage(f"--vividness needs a classification head; {a.checkpoint} predicts ab directly")
     files, missing = expand_inputs(a.inputs)
     for m in missing:

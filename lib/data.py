@@ -21,6 +21,8 @@ import importlib.resources
 import json
 import logging
 import os
+import secrets
+import shutil
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,7 +34,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
-from lib import datasets, lab
+from lib import datasets, lab, results
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +219,8 @@ def write_split(root, pools: list[str], out, seed: int = 0, pattern: str = "*.jp
     ]
     header = f"# {SPLIT_FORMAT} seed={seed} parts=" + ",".join(f"{p}:{x}" for p, x in PARTS.items())
     lines = [header, "part\tpath\tsha256", *("\t".join(r) for r in rows)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out)
+    # replace=False: a split file that appeared while we hashed is kept, not replaced
+    results.write_atomic(out, lambda tmp: tmp.write_text("\n".join(lines) + "\n"), replace=False)
     return {p: sum(r[0] == p for r in rows) for p in PARTS}
 
 
@@ -332,29 +332,32 @@ class EpochSampler(Sampler):
     own seed, the augmentation is the same with 0, 1 or 8 workers, persistent or not, and a resumed
     run sees exactly the batches an uninterrupted one would have seen.
 
-    Under torch.distributed (torchrun), each of the `world` processes takes every world-th item of
-    the same permutation, padded by wrapping around so that all take the same number of batches.
+    Under torch.distributed (torchrun), process number `process` (0-based) of `processes` takes
+    every processes-th item of the same permutation, padded by wrapping around so that all take the
+    same number of batches; None means torch.distributed's rank and world size (0 and 1 without it).
     """
 
-    def __init__(self, n: int, seed: int = 0, rank: int | None = None, world: int | None = None):
+    def __init__(self, n: int, seed: int = 0, process: int | None = None, processes: int | None = None):
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-        self.rank = rank if rank is not None else torch.distributed.get_rank() if dist else 0
-        self.world = world if world is not None else torch.distributed.get_world_size() if dist else 1
+        self.process = process if process is not None else torch.distributed.get_rank() if dist else 0
+        self.processes = (
+            processes if processes is not None else torch.distributed.get_world_size() if dist else 1
+        )
         self.n, self.seed, self.epoch = n, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self):
-        return -(-self.n // self.world)  # ceil: every process the same count
+        return -(-self.n // self.processes)  # ceil: every process the same count
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
         seeds = torch.randint(2**62, (self.n,), generator=g).tolist()
         pairs = list(zip(order, seeds, strict=True))
-        pairs += pairs[: len(self) * self.world - self.n]  # pad to a multiple of world
-        return iter(pairs[self.rank :: self.world])
+        pairs += pairs[: len(self) * self.processes - self.n]  # pad to a multiple of processes
+        return iter(pairs[self.process :: self.processes])
 
 
 def collate(items):
@@ -417,37 +420,64 @@ def build_builtin(
 
     Split by photo, never by crop: `n_val_photos` whole photos go to val/, the rest to train/.
     Idempotent: an existing folder built with the same settings is reused; one built with other
-    settings is an error (we never overwrite files).
+    settings, or a non-empty folder without manifest.json, is an error (we never overwrite files).
+    Safe when several processes build the same root at once: each writes into its own new hidden
+    folder beside root (".<name>.<random>.tmp", removed on any error) and renames it to root; the
+    first to finish wins and the others keep its folder.
     """
     settings = {"version": BUILTIN_VERSION, "seed": seed, "n_val_photos": n_val_photos}
     settings |= {"crops": crops, "side": side}
     root = Path(root)
+    if (built := _read_builtin(root, settings)) is not None:
+        return built
+    rng = np.random.default_rng(seed)
+    names = sorted(BUILTIN_PHOTOS)
+    val_photos = sorted(rng.choice(names, n_val_photos, replace=False).tolist())
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # A new folder each time: a crashed build's leftovers are never reused (nor deleted: another
+    # process may be writing into its own right now). mkdir, not mkdtemp: the usual permissions.
+    tmp = root.with_name(f".{root.name}.{secrets.token_hex(4)}.tmp")
+    tmp.mkdir()
+    try:
+        for name in names:
+            part = "val" if name in val_photos else "train"
+            (tmp / part).mkdir(exist_ok=True)
+            with Image.open(builtin_photo_path(name)) as im:
+                photo = im.convert("RGB")
+            w, h = photo.size
+            for k in range(crops):
+                c = int(rng.uniform(0.45, 1.0) * min(w, h))  # crop side: 45-100 % of the short side
+                x, y = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
+                crop = photo.crop((x, y, x + c, y + c)).resize((side, side), Image.Resampling.LANCZOS)
+                crop.save(tmp / part / f"{name}_{k:03d}.png")
+        built = {"settings": settings, "train_photos": [n for n in names if n not in val_photos]}
+        built["val_photos"] = val_photos
+        (tmp / "manifest.json").write_text(json.dumps(built, indent=1))
+        try:
+            tmp.rename(root)  # appears whole or not at all (over an empty folder too)
+        except OSError:
+            if (built := _read_builtin(root, settings)) is None:
+                raise
+            # another process finished first: keep its folder and drop ours (below)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after a successful rename there is nothing left
+    return built
+
+
+def _read_builtin(root: Path, settings: dict) -> dict | None:
+    """The manifest of a builtin folder built with `settings`; None if root is missing or empty.
+    FileExistsError for a folder built with other settings or one that is not a builtin folder."""
     manifest = root / "manifest.json"
     if manifest.exists():
         built = json.loads(manifest.read_text())
         if built["settings"] != settings:
             raise FileExistsError(f"{root}: built with other settings {built['settings']}; move it away")
         return built
-    rng = np.random.default_rng(seed)
-    names = sorted(BUILTIN_PHOTOS)
-    val_photos = sorted(rng.choice(names, n_val_photos, replace=False).tolist())
-    tmp = root.with_name(root.name + ".tmp")
-    for name in names:
-        part = "val" if name in val_photos else "train"
-        (tmp / part).mkdir(parents=True, exist_ok=True)
-        with Image.open(builtin_photo_path(name)) as im:
-            photo = im.convert("RGB")
-        w, h = photo.size
-        for k in range(crops):
-            c = int(rng.uniform(0.45, 1.0) * min(w, h))  # crop side: 45-100 % of the short side
-            x, y = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
-            crop = photo.crop((x, y, x + c, y + c)).resize((side, side), Image.Resampling.LANCZOS)
-            crop.save(tmp / part / f"{name}_{k:03d}.png")
-    built = {"settings": settings, "train_photos": [n for n in names if n not in val_photos]}
-    built["val_photos"] = val_photos
-    (tmp / "manifest.json").write_text(json.dumps(built, indent=1))
-    tmp.rename(root)  # appears whole or not at all
-    return built
+    if root.is_dir() and any(root.iterdir()):
+        raise FileExistsError(f"{root}: exists without manifest.json (not a builtin data set); move it away")
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root}: exists and is not a folder; move it away")
+    return None
 
 
 # --- loaders -----------------------------------------------------------------------------------------
@@ -505,14 +535,29 @@ def make_loaders(
     For a folder, the split is by file (each file is its own source photo): `val_size` of the
     files, chosen by `rank(files, seed)`. `max_images` keeps the first N valid files of that same
     order, so a bigger N keeps the smaller run's files. For "builtin", train/ and val/ are already
-    split by photo. With `split_file` (see write_split), the folder's "train" part trains
-    and its "dev" part validates (val_size is unused); no held-out file is ever read.
+    split by photo; the set is built in `builtin_root` (default DEFAULT_BUILTIN_ROOT) if missing,
+    under torchrun by the first process while the others wait. With `split_file` (see
+    write_split), the folder's "train" part trains and its "dev" part validates (val_size is
+    unused); no held-out file is ever read.
     crop_scale: the smallest share of a photo's area a training crop covers (augment="crop").
     """
     workers = default_workers() if workers is None else workers
     if str(source) == "builtin":
         root = Path(builtin_root or DEFAULT_BUILTIN_ROOT)
-        built = build_builtin(root, seed=0)
+        built, error = None, None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Under torchrun the first process builds it while the others wait, rather than all
+            # building it at once. The first one's error, if any, is raised after the barrier (the
+            # others must not wait for ever); the others then try themselves, and fail likewise.
+            if torch.distributed.get_rank() == 0:
+                try:
+                    built = build_builtin(root, seed=0)
+                except Exception as e:
+                    error = e
+            torch.distributed.barrier()
+        if error is not None:
+            raise error
+        built = built or build_builtin(root, seed=0)
         train_files, skip_t = scan(
             root, rank([f"train/{f}" for f in list_images(root / "train")], seed), size, max_images
         )

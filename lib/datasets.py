@@ -31,10 +31,11 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
+
+from lib import results
 
 # The repository's data/, whatever the working directory (notebooks run in notebooks/).
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "data"
@@ -61,14 +62,9 @@ class ArchiveError(FetchError):
     """The archive is corrupt, or has a member that could write outside its folder."""
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)  # a crash never leaves half a record
+    text = json.dumps(obj, indent=1) + "\n"
+    results.write_atomic(path, lambda tmp: tmp.write_text(text))  # a crash never leaves half a record
 
 
 def sha256(path) -> str:
@@ -100,6 +96,8 @@ def download(url: str, dest, size: int | None = None, timeout: float = 60.0) -> 
     and raises NetworkError; the next call resumes it. Returns `dest`.
     """
     dest = Path(dest)
+    # Not results.write_atomic: that removes its temporary file on failure, and an HTTP Range
+    # resume needs this one to survive a broken transfer.
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have > size:  # longer than the file: it cannot be a prefix of it
@@ -235,7 +233,7 @@ def extract(archive, folder) -> list[str]:
             f"{archive}: corrupt, not a readable tar archive ({type(e).__name__}: {reason}); "
             "delete it and run again"
         ) from None
-    _write_json(marker, {"archive": archive.name, "top": top, "members": len(members), "date": _now()})
+    _write_json(marker, {"archive": archive.name, "top": top, "members": len(members), "date": results.now()})
     return top
 
 
@@ -267,7 +265,9 @@ def fetch_places205(
             )
     extract(archive, folder)
     if not record.exists():  # recorded only once whole and readable: a corrupt download is never the truth
-        _write_json(record, {"url": url, "size": archive.stat().st_size, "sha256": digest, "date": _now()})
+        _write_json(
+            record, {"url": url, "size": archive.stat().st_size, "sha256": digest, "date": results.now()}
+        )
     return folder / PLACES205_DIR
 
 
@@ -295,7 +295,7 @@ def fetch_places365(root=DEFAULT_ROOT, url: str = PLACES365_URL) -> Path:
             f"places365-val: torchvision: {e} (a download in {folder} failed its MD5)"
         ) from None
     if not marker.exists():
-        _write_json(marker, {"top": [images.name], "photos": len(photos), "date": _now()})
+        _write_json(marker, {"top": [images.name], "photos": len(photos), "date": results.now()})
     return images
 
 

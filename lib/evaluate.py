@@ -16,7 +16,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from lib import colorize, data, datasets, metrics, models, plots, results, train
+from lib import checkpoints, colorize, data, datasets, metrics, models, plots, results
 
 
 def labels(paths: list[str], ckpts: list[dict]) -> list[str]:
@@ -86,9 +86,9 @@ def main(argv=None) -> int:
     if out.exists() and not a.overwrite:
         print(f"error: {out}: exists; choose another --out or add --overwrite", file=sys.stderr)
         return 2
-    started, device = results.now(), train.pick_device(a.device)
+    started, device = results.now(), checkpoints.pick_device(a.device)
     try:
-        loaded = [train.load_checkpoint(c, device) for c in a.checkpoint]
+        loaded = [checkpoints.load(c, device) for c in a.checkpoint]
         files = data.split_files(a.data, a.split, a.part) if a.split else None
         loader, skipped = data.folder_loader(a.data, a.size, a.resize, a.batch_size, a.workers, files)
     except (ValueError, FileNotFoundError) as e:
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     for name, path, (model, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
         if a.working_size:
             model.working_size = a.working_size
-        if a.vividness and model.head != "classification":
+        if a.vividness and model.head.kind != "classification":
             print(f"error: {path}: --vividness needs a classification head", file=sys.stderr)
             return 2
         for v in a.vividness or [ckpt.get("vividness")]:
@@ -114,7 +114,9 @@ def main(argv=None) -> int:
                 "trained_on": ckpt["data"].get("source"), "vividness": v,
                 "working_size": getattr(model, "working_size", None),
             }  # fmt: skip
-            predictors[row] = model if v is None else functools.partial(models.predict_ab, model, vividness=v)
+            predictors[row] = (
+                model if v is None else functools.partial(checkpoints.predict_ab, model, vividness=v)
+            )
             settings[row] = (model, v)
     # one pass over the folder: each photo is decoded and converted once, then scored by every model
     rows = metrics.evaluate_all({**predictors, "gray baseline": metrics.gray_baseline}, loader, device, seen)
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
     if a.show:
         shown = show(a.show, Path(a.data), settings)
         figure = out.with_name(f"{out.stem}_photos.png")  # and its .json, beside the results file
-        plots.save(plots.photo_grid(shown), figure, {"photos": a.show, "checkpoints": about})
+        plots.save_figure(plots.photo_grid(shown), figure, {"photos": a.show, "checkpoints": about})
         print(f"written: {figure}")
     print(f"written: {out}")
     return 0

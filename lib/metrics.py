@@ -4,7 +4,12 @@ Per image, then averaged over images (all numbers are means over the evaluation 
   ab_mse          mean over pixels and both channels of (a_pred - a_true)^2, (b_pred - b_true)^2,
                   in Lab units^2. Divide by 128^2 to get the normalized training loss scale
                   (the original CNN's scale: its 0.0121 is 198 Lab units^2).
-  psnr            on RGB in 0-255: 10 log10(255^2 / MSE), higher is better.
+  psnr            on RGB in 0-255: 10 log10(255^2 / MSE), higher is better, capped at PSNR_MAX =
+                  100 dB (the MSE floored at 255^2 / 10^10): an exact prediction would otherwise
+                  score infinity and make the mean over images infinite. 100 dB is an RMS error
+                  of 0.0026 of one 8-bit level, far below what a display shows; this float32
+                  pipeline's own Lab round trip of a photo already scores ~140 dB, so every image
+                  above the cap is exact for all practical purposes.
   ssim            on RGB in 0-255, per channel then averaged; Gaussian window (sigma 1.5, 11 taps),
                   borders excluded, as Wang et al. 2004 and skimage.metrics.structural_similarity
                   (used here). Not torchmetrics: its version averages the reflect-padded borders
@@ -22,18 +27,47 @@ Per image, then averaged over images (all numbers are means over the evaluation 
                   of pixels whose ab error sqrt(da^2 + db^2) is <= t; the mean of that curve
                   (area under it, normalized to [0, 1]); 1 = every pixel exact.
 The gray baseline predicts a = b = 0 everywhere.
+
+REGISTRY is the one list of these metrics: their keys, chart labels, directions, table formats and
+which are table and chart columns; METRICS, format_table and lib.plots read it.
 """
 
 import time
+from typing import NamedTuple
 
 import torch
 from skimage.color import deltaE_ciede2000
 from skimage.metrics import structural_similarity
 
-from lib import data, lab, models
+from lib import checkpoints, data, lab
 
-METRICS = ("ab_mse", "psnr", "ssim", "delta_e", "colourfulness", "colourfulness_true", "delta_cf", "auc")
+
+class Metric(NamedTuple):
+    """One metric. key: its name in image_metrics() and evaluate() output; label: its name on
+    charts, with its unit; higher: True when higher is better, False when lower is, None when
+    neither (colourfulness: closer to the truth is better, which delta_cf scores); fmt: its format
+    spec in tables; column: whether tables and charts show it (False for a reference value)."""
+
+    key: str
+    label: str
+    higher: bool | None
+    fmt: str = ".4g"
+    column: bool = True
+
+
+REGISTRY = (
+    Metric("ab_mse", "ab MSE (Lab units²)", False),
+    Metric("psnr", "PSNR (dB)", True),
+    Metric("ssim", "SSIM", True),
+    Metric("delta_e", "ΔE (CIEDE2000)", False),
+    Metric("colourfulness", "colourfulness", None),
+    Metric("colourfulness_true", "colourfulness of the truth", None, column=False),  # reference line
+    Metric("delta_cf", "ΔCF", False),
+    Metric("auc", "AuC (ab error ≤ t, t = 0–150)", True),
+)
+METRICS = tuple(m.key for m in REGISTRY)  # every key evaluate() averages
 AUC_THRESHOLDS = 151  # t = 0..150
+PSNR_MAX = 100.0  # dB, see the module docstring
 
 
 def colourfulness(rgb255: torch.Tensor) -> torch.Tensor:
@@ -67,8 +101,8 @@ def image_metrics(rgb_true: torch.Tensor, ab_pred: torch.Tensor, lab_true=None) 
 
     ab_err = (ab_pred - ab_true) * lab.AB_SCALE
     lab_shown = lab.rgb_to_lab(rgb_pred / 255)  # what a viewer sees, gamut-clipped
-    de = deltaE_ciede2000(_hwc(lab_true), _hwc(lab_shown), channel_axis=-1)
-    true_np, pred_np = _hwc(rgb_t), _hwc(rgb_pred)
+    de = deltaE_ciede2000(_hwc_float64(lab_true), _hwc_float64(lab_shown), channel_axis=-1)
+    true_np, pred_np = _hwc_float64(rgb_t), _hwc_float64(rgb_pred)
     ssim = [
         structural_similarity(
             t,
@@ -82,9 +116,10 @@ def image_metrics(rgb_true: torch.Tensor, ab_pred: torch.Tensor, lab_true=None) 
         for t, p in zip(true_np, pred_np, strict=True)
     ]
     cf_pred, cf_true = colourfulness(rgb_pred), colourfulness(rgb_t)
+    rgb_mse = (rgb_pred - rgb_t).pow(2).flatten(1).mean(1).clamp(min=255**2 / 10 ** (PSNR_MAX / 10))
     return {
         "ab_mse": ab_err.pow(2).flatten(1).mean(1),
-        "psnr": 10 * torch.log10(255**2 / (rgb_pred - rgb_t).pow(2).flatten(1).mean(1)),
+        "psnr": 10 * torch.log10(255**2 / rgb_mse),
         "ssim": torch.tensor(ssim, dtype=torch.float32),
         "delta_e": torch.from_numpy(de.reshape(len(de), -1).mean(1)).float(),
         "colourfulness": cf_pred,
@@ -94,7 +129,7 @@ def image_metrics(rgb_true: torch.Tensor, ab_pred: torch.Tensor, lab_true=None) 
     }
 
 
-def _hwc(x: torch.Tensor):
+def _hwc_float64(x: torch.Tensor):
     """(N, C, H, W) tensor -> (N, H, W, C) float64 numpy, for scikit-image."""
     return x.permute(0, 2, 3, 1).double().cpu().numpy()
 
@@ -113,14 +148,24 @@ def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> d
     return evaluate_all({"": predict}, loader, device, seen_skips)[""]
 
 
-@torch.inference_mode()
 def evaluate_all(predictors: dict, loader, device="cpu", seen_skips: dict | None = None) -> dict:
     """evaluate() for several predictors {name: model or gray_baseline} in one pass over the
     loader: each batch is decoded and converted to Lab once, then scored by every predictor.
-    Returns {name: scores}; "seconds" is the time of the whole pass."""
+    Returns {name: scores}; "seconds" is the time of the whole pass. Models are scored in eval
+    mode and get back the mode they had, also when the pass raises."""
     modes = {name: p.training for name, p in predictors.items() if isinstance(p, torch.nn.Module)}
-    for name in modes:
-        predictors[name].eval()
+    try:
+        for name in modes:
+            predictors[name].eval()
+        return _evaluate_all(predictors, loader, device, seen_skips)
+    finally:
+        for name, was_training in modes.items():
+            predictors[name].train(was_training)
+
+
+@torch.inference_mode()
+def _evaluate_all(predictors: dict, loader, device, seen_skips: dict | None) -> dict:
+    """The pass of evaluate_all, its models already in eval mode."""
     sums, n, t0 = {name: dict.fromkeys(METRICS, 0.0) for name in predictors}, 0, time.perf_counter()
     for rgb, skips in loader:
         data.record_skips(seen_skips if seen_skips is not None else {}, skips)
@@ -131,12 +176,10 @@ def evaluate_all(predictors: dict, loader, device="cpu", seen_skips: dict | None
         l = lab.normalize(lab_true)[0]
         for name, predict in predictors.items():
             # our models through their head (a classifier's logits become ab); any other callable as is
-            ab = models.predict_ab(predict, l) if hasattr(predict, "to_ab") else predict(l)
+            ab = checkpoints.predict_ab(predict, l) if hasattr(predict, "head") else predict(l)
             for k, v in image_metrics(rgb, ab.float(), lab_true).items():
                 sums[name][k] += float(v.double().sum())
         n += len(rgb)
-    for name, was_training in modes.items():
-        predictors[name].train(was_training)
     if n == 0:
         raise ValueError("evaluate: the loader yielded no image")
     seconds, out = time.perf_counter() - t0, {}
@@ -148,13 +191,42 @@ def evaluate_all(predictors: dict, loader, device="cpu", seen_skips: dict | None
 
 
 def format_table(rows: dict[str, dict], markdown: bool = False) -> str:
-    """One row per model (or baseline), one column per metric: plain text, or Markdown."""
-    cols = ["ab_mse", "psnr", "ssim", "delta_e", "colourfulness", "delta_cf", "auc"]
+    """One row per model (or baseline), one column per REGISTRY column (headed by its key, values
+    in its format): plain text, or Markdown."""
+    cols = [m for m in REGISTRY if m.column]
     if markdown:
-        lines = ["| | " + " | ".join(cols) + " |", "|---" + "|---:" * len(cols) + "|"]
-        lines += [f"| {n} | " + " | ".join(f"{m[c]:.4g}" for c in cols) + " |" for n, m in rows.items()]
+        lines = ["| | " + " | ".join(c.key for c in cols) + " |", "|---" + "|---:" * len(cols) + "|"]
+        lines += [
+            f"| {n} | " + " | ".join(f"{m[c.key]:{c.fmt}}" for c in cols) + " |" for n, m in rows.items()
+        ]
         return "\n".join(lines)
     width = max(14, *(len(n) + 1 for n in rows))
-    lines = [f"{'':<{width}}" + "".join(f"{c[:9]:>10}" for c in cols)]
-    lines += [f"{n:<{width}}" + "".join(f"{m[c]:>10.4g}" for c in cols) for n, m in rows.items()]
+    lines = [f"{'':<{width}}" + "".join(f"{c.key[:9]:>10}" for c in cols)]
+    lines += [f"{n:<{width}}" + "".join(f"{m[c.key]:>10{c.fmt}}" for c in cols) for n, m in rows.items()]
     return "\n".join(lines)
+
+
+def check_same_held_out(grays: dict[str, dict]) -> None:
+    """Scores of the gray baseline from several results files {where: scores}: the same numbers
+    mean the same held-out images (the gray baseline depends on nothing else). Raises ValueError
+    naming the first that differs, so a comparison never mixes two held-out sets."""
+    (first, ref), *rest = grays.items()
+    for where, g in rest:
+        if any(g[k] != ref[k] for k in (*METRICS, "n_images")):
+            raise ValueError(
+                f"{where} was scored on other held-out images than {first}: "
+                "rerun the notebooks with the same data parameters"
+            )
+
+
+def checkpoint_analysis(run: dict, loader, device="cpu") -> list[dict]:
+    """Load every checkpoint a run record lists and score it on `loader`: one row per checkpoint
+    with its epoch, its held-out loss (normalized MSE, the training scale), the seconds the
+    evaluation took and every metric. (The original's "checkpoint analysis" never loaded one.)"""
+    rows = []
+    for c in run["checkpoints"]:
+        model, ckpt = checkpoints.load(c["path"], device)
+        s = evaluate(model, loader, device)
+        rows.append({"epoch": ckpt["epoch"], "val_loss": s["mse_normalized"], "seconds": s["seconds"],
+                     "metrics": s})  # fmt: skip
+    return rows

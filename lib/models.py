@@ -1,10 +1,18 @@
-"""The three colorizers, by name: `build_model("original_cnn" | "edited_cnn" | "resnet18")`.
+"""The three colorizers, by name (`build_model("original_cnn" | "edited_cnn" | "resnet18")`), and
+their two heads.
 
-Every model takes the normalized lightness l = L/100, shape (N, 1, H, W). A regression model (all of
-them by default) returns normalized ab = (a, b)/128, shape (N, 2, H, W), at the input size (see
-lib/lab.py). `ResNet18Colorizer(head="classification")` returns logits over the ab bins of
-lib/classes.py instead. So that code need not tell them apart, every model has `head`,
-`to_ab(output)` (its output -> ab at the input size) and `loss(output, ab)` (its training loss).
+Every model takes the normalized lightness l = L/100, shape (N, 1, H, W), and is a body (its own
+layers, up to 32 channels at half the input's size) followed by `model.head`, one of two parts:
+  RegressionHead      predicts normalized ab = (a, b)/128, shape (N, 2, H, W), at the input size
+                      (see lib/lab.py); its loss is the MSE. Every model's default, with the
+                      network's own last layers (the original's tanh and upsampling kept).
+  ClassificationHead  predicts logits over the ab bins of lib/classes.py at half the input's size
+                      (Zhang et al. 2016); its loss is the rebalanced cross-entropy.
+So that no code need tell them apart, each head has `kind` ("regression" or "classification"),
+`to_ab(output, size, vividness)` (the model's output -> ab at `size`) and `loss(output, ab)`.
+Any network takes either head: `build_model(name, head="classification", rebalance=..., ...)`.
+
+A new network is one class here, registered in MODELS (README, "Add a model").
 """
 
 from collections import OrderedDict
@@ -17,17 +25,25 @@ from torch import nn
 from lib import classes
 
 
-def _match_size(ab, x):
+def _match_size(ab, size):
     """Sizes that are not multiples of 8 lose pixels on the way down; put them back."""
-    if ab.shape[-2:] != x.shape[-2:]:
-        ab = F.interpolate(ab, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    if ab.shape[-2:] != tuple(size):
+        ab = F.interpolate(ab, size=tuple(size), mode="bilinear", align_corners=False)
     return ab
 
 
-class RegressionHead:
-    """to_ab and loss of a model that predicts ab directly: the identity and the MSE."""
+class RegressionHead(nn.Module):
+    """Predict ab directly: the network's own last layers (`layers`: to 2 channels, and its
+    upsampling), brought to the input's size; the loss is the MSE on normalized ab."""
 
-    head = "regression"
+    kind = "regression"
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, features, size):
+        return _match_size(self.layers(features), size)
 
     def to_ab(self, output, size=None, vividness=None):
         if vividness is not None:
@@ -38,7 +54,95 @@ class RegressionHead:
         return F.mse_loss(output, ab)
 
 
-class OriginalCNN(RegressionHead, nn.Module):
+class ClassificationHead(nn.Module):
+    """Predict a distribution over the Q ab bins of lib/classes.py (Zhang et al. 2016): a 1x1
+    conv from the body's features to Q logits, at the features' size (half the input's: at full
+    size, Q = 261 channels would take 4x the memory).
+
+    `to_ab` turns logits into ab (annealed mean, then bilinear upsampling), and `loss` is the
+    rebalanced cross-entropy with the weights in the buffer `class_weights` (ones until
+    `set_prior`; saved in checkpoints). The bin centres are recomputed, not saved. `rebalance`
+    is Zhang's lambda, the rebalancing's mix of prior and uniform: 0.5 as the paper; 1 turns
+    rebalancing off (every colour counts the same). `neighbours` is the number of bins that
+    share a pixel's soft target (the paper's 5; Zhang's code uses 10). `prior` is the training
+    photos' colour prior (Q,), which vividness settings need (set_prior, or checkpoints.load).
+    """
+
+    kind = "classification"
+
+    def __init__(
+        self, features: int, rebalance: float = classes.LAMBDA, neighbours: int = classes.NEIGHBOURS
+    ):  # fmt: skip
+        super().__init__()
+        if not 0 < rebalance <= 1:
+            raise ValueError(f"rebalance (lambda) must be in (0, 1], got {rebalance}")
+        if not 1 <= neighbours <= 32:
+            raise ValueError(f"neighbours must be in 1..32, got {neighbours}")
+        self.rebalance, self.neighbours = rebalance, neighbours
+        bins = classes.ab_bins()
+        self.layers = nn.Sequential(nn.Conv2d(features, len(bins), 1))
+        self.register_buffer("bins", bins, persistent=False)
+        self.register_buffer("class_weights", torch.ones(len(bins)))
+        self.prior = None
+
+    def forward(self, features, size):
+        return self.layers(features)
+
+    def to_ab(self, output, size=None, vividness=None):
+        """Logits -> ab (N, 2, H, W): the annealed mean upsampled (bilinear) to `size`, by default
+        twice the logits' size (the input's for sizes that are multiples of 8). vividness (0 to
+        1, classes.vividness_setting) sets the temperature and rebalances the predicted
+        distribution from the colour prior; None: the annealed mean at T = 0.38 of the
+        distribution as trained."""
+        t = classes.TEMPERATURE
+        if vividness is not None:
+            if self.prior is None:
+                raise ValueError(
+                    "this model has no colour prior (set_prior), which a vividness setting needs"
+                )
+            t, lam = classes.vividness_setting(vividness)
+            wanted = classes.rebalancing_weights(self.prior.to(output.device, torch.float64), lam)
+            shift = torch.log(wanted).float() - torch.log(self.class_weights.float())
+            output = output.float() + shift[None, :, None, None]
+        ab = classes.annealed_mean(output, self.bins, t)
+        size = tuple(size) if size is not None else tuple(2 * s for s in output.shape[-2:])
+        return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
+
+    def loss(self, output, ab):
+        return classes.class_loss(output, ab, self.bins, self.class_weights, k=self.neighbours)
+
+    def set_prior(self, prior, weights: bool = True):
+        """Keep the training set's colour prior (classes.ab_prior) and, with weights=True, set the
+        rebalancing weights from it (checkpoints.load keeps the weights it loaded)."""
+        self.prior = torch.as_tensor(prior, dtype=torch.float64).cpu()
+        if weights:
+            self.class_weights.copy_(classes.rebalancing_weights(self.prior, self.rebalance))
+
+
+def make_head(kind: str, regression, features: int = 32, **options) -> nn.Module:
+    """A network's head by name: "regression", from `regression()`, which builds the network's own
+    last layers (called only for this head, so that a classifier's random initial weights do not
+    depend on layers it does not have), or "classification", from the body's `features` channels
+    (options: rebalance, neighbours)."""
+    if kind == "regression":
+        if options:
+            raise ValueError(f"{', '.join(sorted(options))} needs head='classification'")
+        return RegressionHead(*regression())
+    if kind == "classification":
+        return ClassificationHead(features, **options)
+    raise ValueError(f"unknown head {kind!r}; choose 'regression' or 'classification'")
+
+
+class Colorizer(nn.Module):
+    """What every network shares: forward(l) = head(body(l), l's size). A subclass sets
+    `self.head` (make_head) and defines `features(l)`, its body: (N, 1, H, W) normalized
+    lightness -> (N, 32, H/2, W/2)."""
+
+    def forward(self, l):  # noqa: E741
+        return self.head(self.features(l), l.shape[-2:])
+
+
+class OriginalCNN(Colorizer):
     """The original notebook's Keras network (Emil Wallner's "beta" colorizer), ported faithfully.
 
     15 layers, 3,892,194 parameters: eight 3x3 ReLU convolutions down to 1/8 resolution (three with
@@ -51,7 +155,7 @@ class OriginalCNN(RegressionHead, nn.Module):
     output sizes are the same; the features shift by half a pixel.)
     """
 
-    def __init__(self, raw_l: bool = True):
+    def __init__(self, raw_l: bool = True, head: str = "regression", **head_options):
         super().__init__()
         self.raw_l = raw_l
 
@@ -73,21 +177,18 @@ class OriginalCNN(RegressionHead, nn.Module):
             *conv(128, 64),
             up,
             *conv(64, 32),
-            nn.Conv2d(32, 2, 3, padding=1),
-            nn.Tanh(),
-            up,
         )
+        self.head = make_head(head, lambda: [nn.Conv2d(32, 2, 3, padding=1), nn.Tanh(), up], **head_options)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, l):  # noqa: E741
-        x = l * 100.0 if self.raw_l else l
-        return _match_size(self.net(x), l)
+    def features(self, l):  # noqa: E741
+        return self.net(l * 100.0 if self.raw_l else l)
 
 
-class EditedCNN(RegressionHead, nn.Module):
+class EditedCNN(Colorizer):
     """What the original "optimization" meant to do, done properly, on the same CNN.
 
     The original EditedCNN divided *RGB* channels by 100 and 128 and never converted to Lab; its
@@ -104,7 +205,7 @@ class EditedCNN(RegressionHead, nn.Module):
     Same widths and depth as OriginalCNN, so the comparison is about these changes alone.
     """
 
-    def __init__(self):
+    def __init__(self, head: str = "regression", **head_options):
         super().__init__()
 
         def conv(cin, cout, stride=1):
@@ -125,56 +226,29 @@ class EditedCNN(RegressionHead, nn.Module):
             *conv(128, 64),
             up,
             *conv(64, 32),
-            nn.Conv2d(32, 2, 3, padding=1),
-            up,
-            nn.Tanh(),
         )
+        self.head = make_head(head, lambda: [nn.Conv2d(32, 2, 3, padding=1), up, nn.Tanh()], **head_options)
 
-    def forward(self, l):  # noqa: E741
-        return _match_size(self.net(l), l)
+    def features(self, l):  # noqa: E741
+        return self.net(l)
 
 
-class ResNet18Colorizer(RegressionHead, nn.Module):
+class ResNet18Colorizer(Colorizer):
     """Luke Melas-Kyriazi's ColorizationNet, as the original ResNet notebook used it.
 
     Encoder: torchvision resnet18 (random init by default, as in the original), conv1's weights
     summed over RGB into one input channel, then its first six children (conv1, bn1, relu, maxpool,
-    layer1, layer2): 128 channels at 1/8 resolution. Decoder: Conv-BN-ReLU blocks with three x2
-    nearest upsamplings and a linear 2-channel output. 954,722 parameters.
+    layer1, layer2): 128 channels at 1/8 resolution. Decoder: Conv-BN-ReLU blocks with two x2
+    nearest upsamplings, to 32 channels at 1/2 resolution; the regression head is a linear
+    3x3 conv to 2 channels and a last x2 nearest upsampling. 954,722 parameters (with the
+    classification head, 962,757: notebook 5).
 
     `pretrained=True` starts the encoder from torchvision's ImageNet weights (a download).
-
-    `head="classification"` predicts a distribution over the Q ab bins instead (Zhang et al. 2016,
-    lib/classes.py): the same decoder up to its last 3x3 conv, which becomes a 1x1 conv 32 -> Q, and
-    no last upsampling, so forward returns logits (N, Q, H/2, W/2): at full size, Q = 261 channels
-    would take 4x the memory. `to_ab` turns them into ab (annealed mean, then bilinear x2), and
-    `loss` is the rebalanced cross-entropy with the weights in the buffer `class_weights` (ones
-    until `set_prior`; saved in checkpoints). The bin centres are recomputed, not saved.
-    `rebalance` is Zhang's lambda, the rebalancing's mix of prior and uniform: 0.5 as the paper;
-    1 turns rebalancing off (every colour counts the same), to show what it buys and costs.
-    `neighbours` is the number of bins that share a pixel's soft target (the paper's 5; Zhang's
-    code uses 10).
     """
 
-    def __init__(
-        self, pretrained: bool = False, head: str = "regression", rebalance: float = classes.LAMBDA,
-        neighbours: int = classes.NEIGHBOURS,
-    ):  # fmt: skip
+    def __init__(self, pretrained: bool = False, head: str = "regression", **head_options):
         super().__init__()
-        if head not in ("regression", "classification"):
-            raise ValueError(f"unknown head {head!r}; choose 'regression' or 'classification'")
-        defaults = {"rebalance": (rebalance, classes.LAMBDA), "neighbours": (neighbours, classes.NEIGHBOURS)}
-        for name, (value, default) in defaults.items():
-            if value != default and head != "classification":
-                raise ValueError(f"{name} needs head='classification'")
-        if not 0 < rebalance <= 1:
-            raise ValueError(f"rebalance (lambda) must be in (0, 1], got {rebalance}")
-        if not 1 <= neighbours <= 32:
-            raise ValueError(f"neighbours must be in 1..32, got {neighbours}")
         self.pretrained = pretrained
-        self.head = head
-        self.rebalance = rebalance
-        self.neighbours = neighbours
         if pretrained:
             resnet = _pretrained_resnet18()
         else:
@@ -188,64 +262,22 @@ class ResNet18Colorizer(RegressionHead, nn.Module):
         def block(cin, cout):
             return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
 
-        layers = [
+        self.decoder = nn.Sequential(
             *block(128, 128),
             nn.Upsample(scale_factor=2),
             *block(128, 64),
             *block(64, 64),
             nn.Upsample(scale_factor=2),
             *block(64, 32),
-        ]
-        if head == "regression":
-            layers += [nn.Conv2d(32, 2, 3, padding=1), nn.Upsample(scale_factor=2)]
-        else:
-            bins = classes.ab_bins()
-            layers += [nn.Conv2d(32, len(bins), 1)]
-            self.register_buffer("bins", bins, persistent=False)
-            self.register_buffer("class_weights", torch.ones(len(bins)))
-        self.prior = None  # the training photos' colour prior (Q,), for vividness settings
-        self.decoder = nn.Sequential(*layers)
+        )
 
-    def forward(self, l):  # noqa: E741
-        out = self.decoder(self.encoder(l))
-        return _match_size(out, l) if self.head == "regression" else out
+        def regression():
+            return [nn.Conv2d(32, 2, 3, padding=1), nn.Upsample(scale_factor=2)]
 
-    def to_ab(self, output, size=None, vividness=None):
-        """The model's output -> ab (N, 2, H, W) at the input size: the output itself for the
-        regression head; for the classification head, the annealed mean upsampled (bilinear) to
-        `size`, by default twice the logits' size (the input's for sizes that are multiples of 8).
-        vividness (0 to 1, classes.vividness_setting) sets the temperature and rebalances the
-        predicted distribution from the colour prior `prior` (which set_prior or load_checkpoint
-        gives); None: the annealed mean at T = 0.38 of the distribution as trained."""
-        if self.head == "regression":
-            return super().to_ab(output, size, vividness)
-        t = classes.TEMPERATURE
-        if vividness is not None:
-            if self.prior is None:
-                raise ValueError(
-                    "this model has no colour prior (set_prior), which a vividness setting needs"
-                )
-            t, lam = classes.vividness_setting(vividness)
-            wanted = classes.rebalancing_weights(self.prior.to(output.device, torch.float64), lam)
-            shift = torch.log(wanted).float() - torch.log(self.class_weights.float())
-            output = output.float() + shift[None, :, None, None]
-        ab = classes.annealed_mean(output, self.bins, t)
-        size = tuple(size) if size is not None else tuple(2 * s for s in output.shape[-2:])
-        return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
+        self.head = make_head(head, regression, **head_options)
 
-    def loss(self, output, ab):
-        if self.head == "regression":
-            return super().loss(output, ab)
-        return classes.class_loss(output, ab, self.bins, self.class_weights, k=self.neighbours)
-
-    def set_prior(self, prior, weights: bool = True):
-        """Keep the training set's colour prior (classes.ab_prior) and, with weights=True, set the
-        rebalancing weights from it (load_checkpoint keeps the weights it loaded)."""
-        if self.head != "classification":
-            raise ValueError("set_prior needs head='classification'")
-        self.prior = torch.as_tensor(prior, dtype=torch.float64).cpu()
-        if weights:
-            self.class_weights.copy_(classes.rebalancing_weights(self.prior, self.rebalance))
+    def features(self, l):  # noqa: E741
+        return self.decoder(self.encoder(l))
 
 
 def _pretrained_resnet18():
@@ -262,6 +294,27 @@ def _pretrained_resnet18():
 MODELS = {"original_cnn": OriginalCNN, "edited_cnn": EditedCNN, "resnet18": ResNet18Colorizer}
 
 
+def upgrade_state_dict(model: Colorizer, state: dict) -> dict:
+    """The weights of a checkpoint written before the heads were parts (the shipped reference
+    model is one), with their keys renamed to today's: the last layers of `net` or `decoder`
+    beyond today's body are the head's (`head.layers.<i>`), and a classifier's `class_weights`
+    is `head.class_weights`. Today's keys pass unchanged. The one place old keys are mapped."""
+    if any(k.startswith("head.") for k in state):
+        return state
+    body = model.net if hasattr(model, "net") else model.decoder
+    prefix = "net." if hasattr(model, "net") else "decoder."
+    out = {}
+    for key, value in state.items():
+        if key == "class_weights":
+            key = "head.class_weights"
+        elif key.startswith(prefix):
+            index, rest = key[len(prefix) :].split(".", 1)
+            if int(index) >= len(body):
+                key = f"head.layers.{int(index) - len(body)}.{rest}"
+        out[key] = value
+    return out
+
+
 def build_model(name: str, **options) -> nn.Module:
     """A fresh model by name; options go to its constructor (e.g. resnet18's pretrained=True)."""
     if name not in MODELS:
@@ -274,31 +327,6 @@ def working_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
     aspect ratio kept, both sides rounded to multiples of 8 (the networks' total stride)."""
     scale = short_side / min(height, width)
     return tuple(max(8, round(s * scale / 8) * 8) for s in (height, width))
-
-
-def predict_ab(
-    model: nn.Module, l: torch.Tensor, vividness: float | None = None, working_size: int | None = None
-) -> torch.Tensor:
-    """The colours a model gives lightness l: float ab (N, 2, H, W) at l's size, whatever its head.
-
-    vividness: 0 (faithful) to 1 (vivid), for a classification head (ResNet18Colorizer.to_ab).
-    working_size: the model sees l with its shorter side at this size (aspect kept,
-    working_shape), and its ab are upsampled (bilinear) to l's size. Both default to what the
-    model's checkpoint recorded (the attributes `vividness` and `working_size` that
-    load_checkpoint sets; the shipped reference model has both), else to the head's default and
-    l's own size."""
-    if vividness is None:
-        vividness = getattr(model, "vividness", None)
-    if working_size is None:
-        working_size = getattr(model, "working_size", None)
-    size = tuple(l.shape[-2:])
-    x = l
-    if working_size is not None and working_shape(*size, working_size) != size:
-        x = F.interpolate(l, size=working_shape(*size, working_size), mode="bilinear", antialias=True)
-    ab = model.to_ab(model(x).float(), x.shape[-2:], vividness)
-    if tuple(ab.shape[-2:]) != size:
-        ab = F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
-    return ab
 
 
 def label(name: str, options: dict) -> str:
@@ -335,7 +363,8 @@ def layer_table(model: nn.Module, size: int = 256) -> str:
     model.summary() shows the original CNN's 15 layers.
     """
     rows, hooks = [], []
-    for seq in (m for m in model.children() if isinstance(m, nn.Sequential)):
+    body = [m for m in model.children() if isinstance(m, nn.Sequential)]
+    for seq in [*body, model.head.layers]:
         for name, child in seq.named_children():
 
             def hook(mod, inp, out, name=name):

@@ -7,6 +7,8 @@ ours; they are never used to compute anything of ours.
 
 import torch
 
+from lib import lab
+
 # --- numbers the original printed -------------------------------------------------------------------
 
 # OriginalCNN: Keras train loss per epoch (MSE on ab/128, 100 steps of 50 images each) and the
@@ -56,3 +58,15 @@ def edited_cnn_inputs(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x[:, 1:] /= 128.0
     x /= 255.0
     return x[:, :1].float(), (x[:, 1:] / 128.0).float()
+
+
+def zero_prediction_mse(loader) -> float:
+    """What the original ResNet's "checkpoint analysis" losses (0.25-0.32) really were: the MSE of
+    predicting 0 for a target on its (a* + 128)/255 scale, over every image of a loader of uint8
+    RGB batches. An untrained network's output starts near 0, so its loss is this number."""
+    sq, n = 0.0, 0
+    for rgb, _ in loader:
+        _, ab = lab.rgb_to_model(rgb)
+        target = (ab * lab.AB_SCALE + 128) / 255
+        sq, n = sq + target.double().pow(2).sum().item(), n + target.numel()
+    return sq / n

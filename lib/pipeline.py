@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from lib import results
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = ["01_OriginalCNN", "02_EditedCNN", "03_ResNet18", "04_Comparison", "05_Classification"]
@@ -90,9 +92,7 @@ def export_html(ipynb: Path, html_dir: Path) -> Path:
     exporter = HTMLExporter(mathjax_url=f"mathjax/MathJax.js?config={MATHJAX_CONFIG}")
     body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
     body = REMOTE_SCRIPT.sub("", body).replace("</head>", f"{PRINT_CSS}</head>", 1)
-    out = html_dir / f"{ipynb.stem}.html"
-    out.write_text(body, encoding="utf-8")
-    return out
+    return results.write_atomic(html_dir / f"{ipynb.stem}.html", lambda tmp: tmp.write_text(body, "utf-8"))
 
 
 def find_chromium() -> str | None:
@@ -104,22 +104,23 @@ def find_chromium() -> str | None:
 
 def export_pdf(html: Path, pdf_dir: Path, chromium: str) -> Path:
     """Print the HTML to PDF with a headless Chromium (offline; waits for MathJax to finish)."""
-    pdf_dir.mkdir(parents=True, exist_ok=True)
-    out = pdf_dir / f"{html.stem}.pdf"
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [
-                chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", f"--user-data-dir={profile}", "--no-pdf-header-footer",
-                "--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw",
-                f"--print-to-pdf={out}", html.resolve().as_uri(),
-            ],
-            check=True, capture_output=True, timeout=300,
-        )  # fmt: skip
-    if not out.is_file() or out.stat().st_size == 0:
-        raise RuntimeError(f"{html}: Chromium wrote no PDF")
-    return out
+
+    def print_to(tmp: Path) -> None:
+        with tempfile.TemporaryDirectory() as profile:
+            subprocess.run(
+                [
+                    chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", f"--user-data-dir={profile}", "--no-pdf-header-footer",
+                    "--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw",
+                    f"--print-to-pdf={tmp}", html.resolve().as_uri(),
+                ],
+                check=True, capture_output=True, timeout=300,
+            )  # fmt: skip
+        if tmp.stat().st_size == 0:
+            raise RuntimeError(f"{html}: Chromium wrote no PDF")
+
+    return results.write_atomic(pdf_dir / f"{html.stem}.pdf", print_to)
 
 
 def run(profile_name="quick", out_dir=None, overrides=None, notebooks=NOTEBOOKS, pdf=True) -> Path:
@@ -153,7 +154,7 @@ def run(profile_name="quick", out_dir=None, overrides=None, notebooks=NOTEBOOKS,
         timings[nb] = round(time.perf_counter() - t0, 1)
         print(f"{nb}: done in {timings[nb]} s", flush=True)
     record = {"profile": profile_name, "overrides": overrides, "seconds": timings}
-    (out / "pipeline.json").write_text(json.dumps(record, indent=1))
+    results.write_atomic(out / "pipeline.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
     return out
 
 
@@ -161,11 +162,11 @@ def publish(run_dir: Path, figures_dir: Path = REPO / "figures") -> None:
     """Copy a finished run's charts (with their data) into figures/ and its results files into
     figures/results/: the reference run that README shows. Replaces what was there, on purpose."""
     (figures_dir / "results").mkdir(parents=True, exist_ok=True)
-    for f in sorted((run_dir / "figures").glob("*")):
-        shutil.copy2(f, figures_dir / f.name)
-    for f in sorted((run_dir / "results").glob("*.json")):
-        shutil.copy2(f, figures_dir / "results" / f.name)
-    shutil.copy2(run_dir / "pipeline.json", figures_dir / "results" / "pipeline.json")
+    copies = [(f, figures_dir / f.name) for f in sorted((run_dir / "figures").glob("*"))]
+    copies += [(f, figures_dir / "results" / f.name) for f in sorted((run_dir / "results").glob("*.json"))]
+    copies.append((run_dir / "pipeline.json", figures_dir / "results" / "pipeline.json"))
+    for src, dst in copies:
+        results.write_atomic(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
 
 
 def main(argv=None) -> int:

@@ -1,17 +1,21 @@
 """Every chart of the notebooks. Each function takes plain numbers or images (usually read from
 results files, so a chart can be redrawn without retraining) and returns a matplotlib Figure;
-`save` writes it as PNG together with a JSON file holding the data behind it.
+`save_figure` writes it as PNG together with a JSON file holding the data behind it. Models are
+named by their keys ("resnet18"); `label` and `colour` give any name, known or not, its display
+name and colour. Metrics come from lib.metrics.REGISTRY.
 """
 
 import json
+import math
 import textwrap
+import zlib
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from lib import lab
+from lib import lab, metrics, results
 
 GRAY = "#8c8c8c"
 # The shipped reference model's row name in the notebooks' tables: it was not trained in the run.
@@ -25,24 +29,34 @@ LABELS = {
     "gray baseline": "gray baseline",
     REFERENCE: "reference (at scale)",
 }
-# (metric, label, True when higher is better)
-METRIC_INFO = [
-    ("ab_mse", "ab MSE (Lab units²)", False),
-    ("psnr", "PSNR (dB)", True),
-    ("ssim", "SSIM", True),
-    ("delta_e", "ΔE (CIEDE2000)", False),
-    ("colourfulness", "colourfulness", None),  # closer to the truth is better: see ΔCF
-    ("delta_cf", "ΔCF", False),
-    ("auc", "AuC (ab error ≤ t, t = 0–150)", True),
-]
+# Colours of models with no entry in COLOURS: matplotlib's tab10 less its red, green, blue, purple
+# and gray, which would pass for the known models' colours.
+PALETTE = ("#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+ORIGINAL = "#7b241c"  # the original notebook's own published numbers
 
 
-def save(fig, path, data) -> Path:
-    """Write fig as PNG and `data` (what it shows) as JSON beside it; returns the PNG path."""
+def label(name: str) -> str:
+    """A model's display name: its LABELS entry, else the name itself."""
+    return LABELS.get(name, name)
+
+
+def colour(name: str) -> str:
+    """A model's colour: its COLOURS entry, else one of PALETTE chosen by a CRC-32 of the name, so
+    a name gets the same colour in every chart and every run (Python's hash() of a str changes
+    from run to run)."""
+    if name in COLOURS:
+        return COLOURS[name]
+    return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
+
+
+def save_figure(fig, path, data) -> Path:
+    """Write fig as `path` with suffix .png and `data` (what it shows; numbers such as tensors
+    become floats) as JSON beside it, each file all or nothing (results.write_atomic). Returns
+    the PNG path. Data that cannot be written raises before either file is touched."""
     path = Path(path).with_suffix(".png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    path.with_suffix(".json").write_text(json.dumps(data, indent=1, default=float))
+    text = json.dumps(data, indent=1, default=float)
+    results.write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    results.write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
     return path
 
 
@@ -54,17 +68,13 @@ def loss_curves(histories: dict, title: str, reference: dict | None = None):
     `reference` maps a label to a list of per-epoch losses to draw in black (e.g. the original's).
     """
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for label, losses in (reference or {}).items():
-        ax.plot(range(1, len(losses) + 1), losses, ":x", color="k", ms=4, label=label)
+    for name, losses in (reference or {}).items():
+        ax.plot(range(1, len(losses) + 1), losses, ":x", color="k", ms=4, label=name)
     for name, hist in histories.items():
         epochs = [h["epoch"] for h in hist]
-        c = COLOURS.get(name)
-        ax.plot(
-            epochs, [h["train_loss"] for h in hist], "--", color=c, label=f"{LABELS.get(name, name)} train"
-        )
-        ax.plot(
-            epochs, [h["val_loss"] for h in hist], "-o", ms=3, color=c, label=f"{LABELS.get(name, name)} val"
-        )
+        c = colour(name)
+        ax.plot(epochs, [h["train_loss"] for h in hist], "--", color=c, label=f"{label(name)} train")
+        ax.plot(epochs, [h["val_loss"] for h in hist], "-o", ms=3, color=c, label=f"{label(name)} val")
     ax.set(xlabel="epoch", ylabel="MSE on (a, b)/128", title=title)
     ax.set_ylim(bottom=0)
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -73,11 +83,12 @@ def loss_curves(histories: dict, title: str, reference: dict | None = None):
     return fig
 
 
-def checkpoint_analysis(rows: list[dict]):
-    """Validation loss and evaluation time of each saved checkpoint (rows from the notebook)."""
+def checkpoint_analysis(rows: list[dict], name: str = "resnet18"):
+    """Validation loss and evaluation time of each saved checkpoint of model `name` (rows from the
+    notebook: epoch, val_loss, seconds)."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     epochs = [r["epoch"] for r in rows]
-    ax.plot(epochs, [r["val_loss"] for r in rows], "-o", color=COLOURS["resnet18"], label="val loss")
+    ax.plot(epochs, [r["val_loss"] for r in rows], "-o", color=colour(name), label="val loss")
     ax.set(xlabel="checkpoint epoch", ylabel="val MSE on (a, b)/128 (all val images)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax2 = ax.twinx()
@@ -87,35 +98,41 @@ def checkpoint_analysis(rows: list[dict]):
     lines = ax.get_lines() + ax2.get_lines()
     ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
-    ax.set_title("ResNet18: every saved checkpoint, loaded and evaluated")
+    ax.set_title(f"{label(name)}: every saved checkpoint, loaded and evaluated")
     return fig
 
 
-def comparison_bars(scores: dict):
-    """One small bar chart per metric; `scores` maps a model name to lib.metrics.evaluate output."""
+def comparison_bars(scores: dict, registry=metrics.REGISTRY):
+    """One small bar chart per column metric of `registry` (lib.metrics.Metric entries), in its
+    order, four to a row, then a cell explaining the arrows. `scores` maps a model name to
+    lib.metrics.evaluate output. A metric whose "<key>_true" is in the scores (colourfulness)
+    gets the ground truth's value as a dotted line."""
     names = list(scores)
-    fig, axes = plt.subplots(2, 4, figsize=(12, 5.2))
-    for ax, (key, label, higher) in zip(axes.flat, METRIC_INFO, strict=False):
-        vals = [scores[n][key] for n in names]
-        ax.bar(range(len(names)), vals, color=[COLOURS.get(n, "#555") for n in names])
-        if key == "colourfulness":
-            truth = scores[names[0]]["colourfulness_true"]
+    columns = [m for m in registry if m.column]
+    rows = math.ceil((len(columns) + 1) / 4)  # + 1: the legend cell
+    fig, axes = plt.subplots(rows, 4, figsize=(12, 2.6 * rows), squeeze=False)
+    for ax, m in zip(axes.flat, columns, strict=False):
+        vals = [scores[n][m.key] for n in names]
+        ax.bar(range(len(names)), vals, color=[colour(n) for n in names])
+        if f"{m.key}_true" in scores[names[0]]:
+            truth = scores[names[0]][f"{m.key}_true"]
             ax.axhline(truth, color="k", ls=":", lw=1, label="ground truth")
             ax.legend(fontsize=7)
-        hint = "" if higher is None else (" ↑" if higher else " ↓")
-        ax.set_title(label + hint, fontsize=9)
-        ax.set_xticks(range(len(names)), [LABELS.get(n, n) for n in names], rotation=30, fontsize=7)
+        hint = "" if m.higher is None else (" ↑" if m.higher else " ↓")
+        ax.set_title(m.label + hint, fontsize=9)
+        ax.set_xticks(range(len(names)), [label(n) for n in names], rotation=30, fontsize=7)
         for i, v in enumerate(vals):
             ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=7)
         ax.margins(y=0.15)
-    axes.flat[-1].axis("off")
-    axes.flat[-1].text(0, 0.5, "↑ higher is better\n↓ lower is better", fontsize=9, va="center")
+    for ax in axes.flat[len(columns) :]:
+        ax.axis("off")
+    axes.flat[len(columns)].text(0, 0.5, "↑ higher is better\n↓ lower is better", fontsize=9, va="center")
     fig.suptitle("All models and the gray baseline: one held-out set, one scale")
     fig.tight_layout()
     return fig
 
 
-def _hwc(rgb: torch.Tensor) -> np.ndarray:
+def _hwc_uint8(rgb: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) float [0, 1] or uint8 -> (N, H, W, 3) uint8 numpy for imshow."""
     if rgb.dtype != torch.uint8:
         rgb = lab.to_uint8(rgb)
@@ -124,7 +141,7 @@ def _hwc(rgb: torch.Tensor) -> np.ndarray:
 
 def image_grid(columns: dict, title: str | None = None, cell: float = 1.6):
     """Rows of images: `columns` maps a column title to an (N, 3, H, W) RGB batch."""
-    titles, batches = list(columns), [_hwc(b) for b in columns.values()]
+    titles, batches = list(columns), [_hwc_uint8(b) for b in columns.values()]
     n = len(batches[0])
     fig, axes = plt.subplots(n, len(titles), figsize=(cell * len(titles), cell * n), squeeze=False)
     for j, (t, imgs) in enumerate(zip(titles, batches, strict=True)):
@@ -179,7 +196,7 @@ def sample_grid(rgb_true: torch.Tensor, predictions: dict):
     l, _ = lab.rgb_to_model(rgb_true)
     gray = lab.model_to_rgb(l, torch.zeros(l.shape[0], 2, *l.shape[2:]))
     cols = {"gray input": gray}
-    cols |= {LABELS.get(k, k): lab.model_to_rgb(l, ab) for k, ab in predictions.items()}
+    cols |= {label(k): lab.model_to_rgb(l, ab) for k, ab in predictions.items()}
     cols["ground truth"] = rgb_true
     return image_grid(cols)
 
@@ -221,7 +238,7 @@ def lab_channels(rgb: torch.Tensor):
     """One photo as the model sees it: L (the input) and a, b (what it must predict)."""
     x = lab.rgb_to_lab(rgb[:1])[0]
     fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
-    axes[0].imshow(_hwc(rgb[:1])[0])
+    axes[0].imshow(_hwc_uint8(rgb[:1])[0])
     axes[0].set_title("colour photo")
     axes[1].imshow(x[0], cmap="gray", vmin=0, vmax=100)
     axes[1].set_title("L: lightness (input)")
@@ -237,15 +254,18 @@ def lab_channels(rgb: torch.Tensor):
 
 
 def original_chart_redrawn(as_published: dict, one_scale: dict, ours: dict):
-    """The original's "MSE across All Architectures" as published, on one scale, and ours."""
+    """The original's "MSE across All Architectures" as published, on one scale, and ours.
+
+    Each maps a bar's name to its value: the first two are the original's numbers, drawn in its
+    one colour (ORIGINAL); `ours` is keyed by model key or display label (LABELS)."""
     panels = [
         ("as published (mixed scales)", as_published),
         ("the same numbers on one scale\n(a*, b*)/128", one_scale),
         ("ours: one scale, one held-out set", ours),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    for ax, (title, values) in zip(axes, panels, strict=True):
-        colours = [COLOURS.get(k, COLOURS.get(_key(k), "#7b241c")) for k in values]
+    for j, (ax, (title, values)) in enumerate(zip(axes, panels, strict=True)):
+        colours = [colour(_key(k)) if j == 2 else ORIGINAL for k in values]
         ax.bar(range(len(values)), list(values.values()), color=colours)
         ax.set_xticks(range(len(values)), list(values), rotation=20, fontsize=8)
         for i, v in enumerate(values.values()):
@@ -257,6 +277,6 @@ def original_chart_redrawn(as_published: dict, one_scale: dict, ours: dict):
     return fig
 
 
-def _key(label: str) -> str:
+def _key(shown: str) -> str:
     """The model key behind a display label (for colours)."""
-    return {v: k for k, v in LABELS.items()}.get(label, label)
+    return {v: k for k, v in LABELS.items()}.get(shown, shown)

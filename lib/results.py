@@ -7,7 +7,9 @@ run (parameters, history, metrics) and who ran it (git commit, package versions,
 import json
 import os
 import platform
+import secrets
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,14 +89,47 @@ def notebook_parameters(namespace: dict) -> dict:
     return {k: v for k, v in namespace.items() if not k.startswith("_") and isinstance(v, plain)}
 
 
-def save(path, **record) -> Path:
-    """Write a results file atomically (temporary file + rename)."""
+def write_atomic(path, write: Callable[[Path], object], replace: bool = True) -> Path:
+    """The one way this project writes a file: all or nothing.
+
+    `write(tmp)` fills a new temporary file beside `path`, named ".<name>.<random>.tmp" (hidden,
+    and never one that exists, so leftovers of a killed writer are never reused); then it is
+    renamed onto `path`. Whatever happens, the temporary file is gone afterwards (only a killed
+    process leaves one). replace=False never replaces a file: FileExistsError if `path` exists,
+    even one that appeared while writing. The file gets the usual permissions (0666 less the umask).
+    Returns `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        write(tmp)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if path exists: a file that appeared meanwhile is kept
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def save(path, **record) -> Path:
+    """Write a results file (JSON) atomically."""
+    text = json.dumps(record, indent=1, default=str)
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def check_same_parameters(record: dict, params: dict, keys, what: str) -> None:
+    """Raise ValueError if a results file (`record`, written by `what`) was made with other
+    values of `keys` than `params` (a notebook's parameters): comparing or reusing runs of
+    different data or budgets would be silently wrong."""
+    theirs = record.get("params", {})
+    for k in keys:
+        if theirs.get(k) != params.get(k):
+            raise ValueError(
+                f"{what} ran with {k}={theirs.get(k)!r}, this notebook has {k}={params.get(k)!r}: "
+                f"rerun {what} with these parameters first"
+            )
 
 
 def load(path) -> dict:

@@ -6,7 +6,7 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
-from lib import classes, lab, models, train
+from lib import checkpoints, classes, lab, models, train
 from lib.models import EditedCNN, OriginalCNN, ResNet18Colorizer, build_model, count_parameters, layer_table
 
 BINS = classes.ab_bins()
@@ -271,13 +271,13 @@ def test_classification_head_learns_real_images():
     l, ab = photo_crops()
     torch.manual_seed(0)
     model = ResNet18Colorizer(head="classification")
-    model.set_prior(classes.ab_prior([ab], model.bins))
-    assert not torch.equal(model.class_weights, torch.ones(Q))
+    model.head.set_prior(classes.ab_prior([ab], model.head.bins))
+    assert not torch.equal(model.head.class_weights, torch.ones(Q))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
         optimizer.zero_grad()
-        loss = model.loss(model(l), ab)
+        loss = model.head.loss(model(l), ab)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
@@ -286,12 +286,12 @@ def test_classification_head_learns_real_images():
 
 def test_heads_share_one_interface():
     regression = build_model("resnet18")
-    assert count_parameters(regression) == 954_722 and regression.head == "regression"
-    assert "class_weights" not in regression.state_dict()
+    assert count_parameters(regression) == 954_722 and regression.head.kind == "regression"
+    assert "head.class_weights" not in regression.state_dict()
     for model in (regression, OriginalCNN(), EditedCNN()):
         out, ab = torch.rand(1, 2, 8, 8), torch.rand(1, 2, 8, 8)
-        assert model.head == "regression" and model.to_ab(out) is out
-        assert torch.equal(model.loss(out, ab), F.mse_loss(out, ab))
+        assert model.head.kind == "regression" and model.head.to_ab(out) is out
+        assert torch.equal(model.head.loss(out, ab), F.mse_loss(out, ab))
     with pytest.raises(ValueError, match="unknown head"):
         build_model("resnet18", head="regresion")
 
@@ -303,11 +303,11 @@ def test_classification_head_shapes_and_colours():
     with torch.no_grad():
         logits = model(torch.rand(2, 1, 64, 64))
         assert logits.shape == (2, Q, 32, 32)
-        ab = model.to_ab(logits)
+        ab = model.head.to_ab(logits)
         assert ab.shape == (2, 2, 64, 64)
         assert (ab.abs() <= BINS.abs().max(0).values[None, :, None, None] / lab.AB_SCALE + 1e-6).all()
         odd = model(torch.rand(1, 1, 70, 70))  # sizes off the multiple of 8: ask for the input's size
-        assert model.to_ab(odd, (70, 70)).shape == (1, 2, 70, 70)
+        assert model.head.to_ab(odd, (70, 70)).shape == (1, 2, 70, 70)
     table = layer_table(model, size=64)
     assert f"Conv 1x1, 32 -> {Q}" in table and f"{Q} x 32 x 32" in table
     assert "Conv 3x3, 32 -> 2" in layer_table(build_model("resnet18"), size=64)
@@ -316,27 +316,26 @@ def test_classification_head_shapes_and_colours():
 def test_class_weights_travel_in_the_state_dict():
     model = ResNet18Colorizer(head="classification")
     prior = torch.rand(Q, dtype=torch.float64)
-    model.set_prior(prior / prior.sum())
+    model.head.set_prior(prior / prior.sum())
     state = model.state_dict()
-    assert "class_weights" in state and "bins" not in state
+    assert "head.class_weights" in state and "head.bins" not in state
     fresh = ResNet18Colorizer(head="classification")
     fresh.load_state_dict(state)
-    assert torch.equal(fresh.class_weights, model.class_weights)
-    assert torch.allclose(fresh.class_weights.double(), classes.rebalancing_weights(prior / prior.sum()))
-    with pytest.raises(ValueError):
-        ResNet18Colorizer().set_prior(prior)
+    assert torch.equal(fresh.head.class_weights, model.head.class_weights)
+    assert torch.allclose(fresh.head.class_weights.double(), classes.rebalancing_weights(prior / prior.sum()))
+    assert not hasattr(ResNet18Colorizer().head, "set_prior")  # a regression head has no prior
 
 
 def test_rebalance_one_turns_rebalancing_off_and_is_remembered(tmp_path):
     prior = torch.rand(Q, dtype=torch.float64)
     model = ResNet18Colorizer(head="classification", rebalance=1.0)
-    model.set_prior(prior / prior.sum())
-    assert torch.equal(model.class_weights, torch.ones(Q))
+    model.head.set_prior(prior / prior.sum())
+    assert torch.equal(model.head.class_weights, torch.ones(Q))
     options = {"head": "classification", "rebalance": 1.0}
-    ckpt = train.make_checkpoint(model, "resnet18", options, 1, 0.0, {"source": "a test"})
-    train.save_atomic(ckpt, tmp_path / "c.pt")
-    loaded, _ = train.load_checkpoint(tmp_path / "c.pt")
-    assert loaded.rebalance == 1.0 and torch.equal(loaded.class_weights, torch.ones(Q))
+    ckpt = checkpoints.make(model, "resnet18", options, 1, 0.0, {"source": "a test"})
+    checkpoints.write(ckpt, tmp_path / "c.pt")
+    loaded, _ = checkpoints.load(tmp_path / "c.pt")
+    assert loaded.head.rebalance == 1.0 and torch.equal(loaded.head.class_weights, torch.ones(Q))
     assert models.label("resnet18", options) == "resnet18 (classification, λ=1)"
     assert models.label("resnet18", {"head": "classification"}) == "resnet18 (classification)"
     assert models.label("resnet18", {}) == "resnet18"

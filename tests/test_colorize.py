@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-from lib import colorize, lab, train
+from lib import checkpoints, colorize, lab, train
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +22,12 @@ def checkpoint(tiny_loaders, tmp_path_factory):
     """A checkpoint the training loop really wrote (one epoch of ResNet18 at 32 px)."""
     out = tmp_path_factory.mktemp("ckpt")
     _, run = train.fit("resnet18", tiny_loaders, out, epochs=1, progress=False)
-    return train.best_checkpoint(run)
+    return checkpoints.best(run)
 
 
 @pytest.fixture(scope="module")
 def model(checkpoint):
-    return train.load_checkpoint(checkpoint)[0]
+    return checkpoints.load(checkpoint)[0]
 
 
 def lightness(img: Image.Image) -> np.ndarray:

@@ -375,7 +375,7 @@ def test_build_builtin_idempotent_and_split_by_photo(tmp_path):
     with pytest.raises(FileExistsError):
         data.build_builtin(root, seed=1, crops=4, side=64)
     assert folder_state(root) == state
-    assert not (tmp_path / "b.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temporary folder left beside it
 
     train, val = set(m1["train_photos"]), set(m1["val_photos"])
     assert not train & val and train | val == set(data.BUILTIN_PHOTOS) and len(val) == 2
@@ -389,6 +389,40 @@ def test_build_builtin_idempotent_and_split_by_photo(tmp_path):
     data.build_builtin(tmp_path / "again", crops=4, side=64)  # same settings: same bytes
     hashes = {k: h for k, (h, _) in folder_state(tmp_path / "again").items()}
     assert hashes == {k: h for k, (h, _) in state.items()}
+
+
+def builtin_files(manifest: dict) -> set[str]:
+    """The files a builtin folder with this manifest holds: one PNG per crop of each photo."""
+    crops = manifest["settings"]["crops"]
+    parts = (("train", manifest["train_photos"]), ("val", manifest["val_photos"]))
+    crop_files = {f"{part}/{p}_{k:03d}.png" for part, photos in parts for p in photos for k in range(crops)}
+    return {"manifest.json"} | crop_files
+
+
+def test_build_builtin_never_mixes_in_what_a_crashed_build_left(tmp_path):
+    """A build killed half-way (here: one with more crops per photo) must not lend its files to the next."""
+    root = tmp_path / "b"
+    for name in (root.name + ".tmp", f".{root.name}.tmp"):  # where a crashed build may have written
+        for part in ("train", "val"):
+            (tmp_path / name / part).mkdir(parents=True)
+            for p in data.BUILTIN_PHOTOS:
+                Image.new("RGB", (64, 64), "red").save(tmp_path / name / part / f"{p}_007.png")
+    built = data.build_builtin(root, crops=4, side=64)
+    assert set(folder_state(root)) == builtin_files(built)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.tmp", "b", "b.tmp"]  # not ours: left alone
+
+
+def test_build_builtin_cleans_up_when_it_fails_and_refuses_a_foreign_folder(tmp_path):
+    root = tmp_path / "b"
+    with pytest.raises(ValueError):  # a crop of 0 pixels cannot be resized
+        data.build_builtin(root, crops=2, side=0)
+    assert list(tmp_path.iterdir()) == []  # neither root nor a temporary folder
+    root.mkdir()
+    (root / "mine.txt").write_text("not a builtin data set")
+    with pytest.raises(FileExistsError, match=re.escape(f"{root}: exists without manifest.json")):
+        data.build_builtin(root, crops=2, side=64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    assert [p.name for p in root.iterdir()] == ["mine.txt"]
 
 
 def test_make_loaders_builtin(builtin_root):

@@ -13,11 +13,22 @@ from lib import data
 
 
 def test_epoch_sampler_shards_one_permutation_across_processes():
-    whole = list(data.EpochSampler(11, seed=3, rank=0, world=1))
-    shards = [list(data.EpochSampler(11, seed=3, rank=r, world=3)) for r in range(3)]
+    whole = list(data.EpochSampler(11, seed=3, process=0, processes=1))
+    shards = [list(data.EpochSampler(11, seed=3, process=r, processes=3)) for r in range(3)]
     assert all(len(s) == 4 for s in shards)  # ceil(11 / 3), padded so no process waits for another
     assert set().union(*map(set, shards)) == set(whole)  # every (index, seed) pair is seen
     assert shards[1] == whole[1::3] and shards[2] == whole[2::3] + whole[:1]  # padding wraps around
+
+
+def torchrun_train(*args) -> subprocess.CompletedProcess:
+    """`python -m lib.train ARGS` under torchrun: two CPU processes (gloo), one thread each."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    done = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "lib.train", *args],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
 
 
 def test_training_runs_unchanged_under_torchrun_with_two_processes(tmp_path):
@@ -28,15 +39,8 @@ def test_training_runs_unchanged_under_torchrun_with_two_processes(tmp_path):
     for i in range(30):
         c0, c1 = rng.uniform(0, 255, (2, 3))
         Image.fromarray((c0 * (1 - x) + c1 * x).repeat(40, 0).astype(np.uint8)).save(photos / f"p{i}.png")
-    torchrun = Path(sys.executable).parent / "torchrun"
     args = ["--model", "resnet18", "--data", str(photos), "--size", "32", "--epochs", "2", "--workers", "0"]
-    args += ["--val-size", "6", "--batch-size", "4", "--out", str(tmp_path / "run")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "lib.train", *args],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = torchrun_train(*args, "--val-size", "6", "--batch-size", "4", "--out", str(tmp_path / "run"))
     out = done.stdout.replace("\r", "\n")
     assert out.count("epoch 1/2: train") == 1 and "2 process(es)" in out  # only the first process prints
     res = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -45,3 +49,23 @@ def test_training_runs_unchanged_under_torchrun_with_two_processes(tmp_path):
         assert round(h["images_per_s"] * h["seconds"]) == 24
     assert sorted(p.name for p in (tmp_path / "run").glob("*.json")) == ["results.json"]
     assert all(Path(c["path"]).is_file() for c in res["checkpoints"])
+
+
+def test_under_torchrun_the_embedded_set_is_built_once_into_an_empty_folder(tmp_path):
+    """On a fresh checkout every process needs data/builtin at once: the first builds it, the
+    others wait for it (make_loaders), so one complete folder appears and nothing beside it."""
+    root = tmp_path / "data" / "builtin"
+    root.mkdir(parents=True)
+    args = ["--data", "builtin", "--builtin-root", str(root), "--size", "32", "--epochs", "1"]
+    torchrun_train(
+        *args, "--max-images", "32", "--workers", "0", "--batch-size", "8", "--out", str(tmp_path / "run")
+    )
+    built = json.loads((root / "manifest.json").read_text())
+    crops = built["settings"]["crops"]
+    expected = {"manifest.json"}
+    for part in ("train", "val"):
+        expected |= {f"{part}/{p}_{k:03d}.png" for p in built[f"{part}_photos"] for k in range(crops)}
+    assert {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} == expected
+    assert [p.name for p in root.parent.iterdir()] == ["builtin"]  # no temporary folder beside it
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["processes"] == 2 and res["data"]["source"] == "builtin"

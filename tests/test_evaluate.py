@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from lib import evaluate, models, train
+from lib import checkpoints, evaluate, models
 
 
 def make_checkpoint(path, **options):
@@ -17,10 +17,8 @@ def make_checkpoint(path, **options):
     prior = (
         {"ab_prior": torch.full((261,), 1 / 261).tolist()} if options.get("head") == "classification" else {}
     )
-    ckpt = train.make_checkpoint(
-        model, "resnet18", options, 1, 0.0, {"source": "a test", "size": 64}, **prior
-    )
-    train.save_atomic(ckpt, path)
+    ckpt = checkpoints.make(model, "resnet18", options, 1, 0.0, {"source": "a test", "size": 64}, **prior)
+    checkpoints.write(ckpt, path)
     return path
 
 

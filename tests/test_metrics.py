@@ -9,7 +9,7 @@ from PIL import Image
 from skimage.color import rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from lib import lab, metrics
+from lib import lab, metrics, models
 
 
 def photos(size=64):
@@ -127,3 +127,49 @@ def test_evaluate_all_scores_every_predictor_as_evaluate_does_alone():
         for k in metrics.METRICS:
             assert both[name][k] == pytest.approx(alone[k], rel=1e-6)
     assert both["model"]["ab_mse"] != both["gray"]["ab_mse"]
+
+
+def test_evaluate_all_restores_the_modes_when_the_pass_fails():
+    rgb = photos(32)
+
+    def loader():  # one good batch, then the data source fails
+        yield rgb[:2], []
+        raise OSError("disk gone")
+
+    model = models.build_model("original_cnn").train()
+    with pytest.raises(OSError, match="disk gone"):
+        metrics.evaluate_all({"model": model, "gray": metrics.gray_baseline}, loader())
+    assert model.training and all(m.training for m in model.modules())
+
+
+def test_psnr_of_an_exact_prediction_is_the_finite_cap():
+    black = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)  # L = a = b = 0: the gray baseline is exact
+    exact = metrics.image_metrics(black, metrics.gray_baseline(lab.rgb_to_model(black)[0]))
+    assert torch.isfinite(exact["psnr"]).all()
+    assert exact["psnr"].tolist() == pytest.approx([metrics.PSNR_MAX] * 2)
+    rgb = photos(32)
+    near = metrics.image_metrics(rgb, lab.rgb_to_model(rgb)[1])  # float round trip: ~140 dB uncapped
+    assert near["psnr"].tolist() == pytest.approx([metrics.PSNR_MAX] * 3)
+    loader = [(black, []), (rgb, [])]
+    mean = metrics.evaluate(metrics.gray_baseline, loader)["psnr"]
+    gray_rgb = metrics.image_metrics(rgb, metrics.gray_baseline(lab.rgb_to_model(rgb)[0]))["psnr"]
+    assert np.isfinite(mean)
+    assert mean == pytest.approx((2 * metrics.PSNR_MAX + gray_rgb.sum().item()) / 5, rel=1e-6)
+
+
+def test_the_registry_names_every_metric_computed_and_drives_the_table():
+    rgb = photos(32)
+    computed = metrics.image_metrics(rgb, metrics.gray_baseline(lab.rgb_to_model(rgb)[0]))
+    assert metrics.METRICS == tuple(m.key for m in metrics.REGISTRY)
+    assert set(metrics.METRICS) == set(computed)
+    columns = [m.key for m in metrics.REGISTRY if m.column]
+    assert "colourfulness_true" in metrics.METRICS and "colourfulness_true" not in columns
+    scores = {"gray baseline": metrics.evaluate(metrics.gray_baseline, [(rgb, [])])}
+    header, rule, row = metrics.format_table(scores, markdown=True).splitlines()
+    assert header == "| | " + " | ".join(columns) + " |"
+    assert rule.count("|---:") == len(columns)
+    shown = [format(scores["gray baseline"][m.key], m.fmt) for m in metrics.REGISTRY if m.column]
+    assert row == "| gray baseline | " + " | ".join(shown) + " |"
+    plain = metrics.format_table(scores).splitlines()
+    assert plain[0].split() == [c[:9] for c in columns]
+    assert len(plain[1].split()) == 2 + len(columns)  # "gray", "baseline", then one value per column

@@ -5,9 +5,9 @@ import torch
 import torchvision
 from torch import nn
 
-from lib.models import EditedCNN, OriginalCNN, ResNet18Colorizer, build_model, count_parameters
+from lib.models import MODELS, EditedCNN, OriginalCNN, ResNet18Colorizer, build_model, count_parameters
 
-NAMES = ["original_cnn", "edited_cnn", "resnet18"]
+NAMES = list(MODELS)  # every registered network: a new one is tested as soon as it is registered
 
 
 def test_parameter_counts_match_the_original():
@@ -33,7 +33,7 @@ def test_build_model_rejects_unknown_names():
 
 def test_original_cnn_tanh_before_the_last_nearest_upsampling_gives_2x2_blocks():
     model = OriginalCNN().eval()
-    assert isinstance(model.net[-2], nn.Tanh) and isinstance(model.net[-1], nn.Upsample)
+    assert isinstance(model.head.layers[-2], nn.Tanh) and isinstance(model.head.layers[-1], nn.Upsample)
     with torch.no_grad():
         ab = model(torch.rand(1, 1, 64, 64))
     assert ab.abs().max() <= 1
@@ -65,7 +65,7 @@ def test_original_cnn_uses_keras_initialisation():
 def test_edited_cnn_changes():
     model = EditedCNN().eval()
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 11
-    assert isinstance(model.net[-1], nn.Tanh) and model.net[-2].mode == "bilinear"
+    assert isinstance(model.head.layers[-1], nn.Tanh) and model.head.layers[-2].mode == "bilinear"
     with torch.no_grad():
         ab = model(torch.rand(1, 1, 64, 64))
     assert ab.abs().max() <= 1
@@ -108,7 +108,7 @@ def test_the_working_shape_keeps_the_aspect_ratio_in_multiples_of_8():
 
 
 def test_predict_ab_sees_the_working_shape_and_answers_at_the_input_size():
-    from lib.models import predict_ab
+    from lib.checkpoints import predict_ab
 
     torch.manual_seed(0)
     model = build_model("resnet18", head="classification").eval()
@@ -147,22 +147,22 @@ def test_a_vividness_setting_rebalances_from_how_the_model_was_trained():
     logits = torch.randn(2, len(prior), 4, 4)
     flat = ResNet18Colorizer(head="classification", rebalance=1.0)
     with pytest.raises(ValueError, match="colour prior"):
-        flat.to_ab(logits, vividness=0)
-    flat.set_prior(prior)
+        flat.head.to_ab(logits, vividness=0)
+    flat.head.set_prior(prior)
     bins = classes.ab_bins()
     expect = classes.annealed_mean(logits, bins, 1.0)
     torch.testing.assert_close(
-        flat.to_ab(logits, (4, 4), vividness=0), nn.functional.interpolate(expect, (4, 4))
+        flat.head.to_ab(logits, (4, 4), vividness=0), nn.functional.interpolate(expect, (4, 4))
     )
     rebalanced = ResNet18Colorizer(head="classification")  # lambda 0.5
-    rebalanced.set_prior(prior)
+    rebalanced.head.set_prior(prior)
     w = classes.rebalancing_weights(prior, 0.5).float()
     undone = classes.annealed_mean(logits - torch.log(w)[None, :, None, None], bins, 1.0)
-    torch.testing.assert_close(rebalanced.to_ab(logits, (4, 4), vividness=0), undone)
+    torch.testing.assert_close(rebalanced.head.to_ab(logits, (4, 4), vividness=0), undone)
     t, lam = classes.vividness_setting(1)
     redone = logits + torch.log(classes.rebalancing_weights(prior, lam).float() / w)[None, :, None, None]
     torch.testing.assert_close(
-        rebalanced.to_ab(logits, (4, 4), vividness=1), classes.annealed_mean(redone, bins, t)
+        rebalanced.head.to_ab(logits, (4, 4), vividness=1), classes.annealed_mean(redone, bins, t)
     )
 
 
@@ -175,6 +175,61 @@ def test_more_soft_encoding_neighbours_change_the_loss_not_the_network():
     with torch.no_grad():
         out = five(l)
         assert torch.equal(out, ten(l))
-        assert five.loss(out, ab) != ten.loss(out, ab)
+        assert five.head.loss(out, ab) != ten.head.loss(out, ab)
     with pytest.raises(ValueError, match="neighbours needs head='classification'"):
         ResNet18Colorizer(neighbours=10)
+
+
+# The last layer of each network before the heads were parts (the shipped reference model is a
+# resnet18 classifier of that layout): its weights were the body's container's entry at this index.
+OLD_LAST_LAYER = {"original_cnn": "net.24.", "edited_cnn": "net.35.", "resnet18": "decoder.14."}
+
+
+@pytest.mark.parametrize("head", ["regression", "classification"])
+@pytest.mark.parametrize("name", OLD_LAST_LAYER)
+def test_checkpoints_of_the_old_layout_load_into_the_heads(name, head):
+    from lib.models import upgrade_state_dict
+
+    torch.manual_seed(0)
+    model = build_model(name, head=head)
+    new = model.state_dict()
+    old = {}
+    for key, value in new.items():  # the same weights under the keys the old code wrote
+        key = key.replace("head.layers.0.", OLD_LAST_LAYER[name]).replace(
+            "head.class_weights", "class_weights"
+        )
+        old[key] = value
+    assert not any(k.startswith("head.") for k in old)
+    fresh = build_model(name, head=head)
+    fresh.load_state_dict(upgrade_state_dict(fresh, old))  # strict: every key found, none left over
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in new.items())
+    assert upgrade_state_dict(fresh, new) is new  # today's keys pass unchanged
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_network_takes_either_head(name):
+    torch.manual_seed(0)
+    l, ab = torch.rand(2, 1, 32, 32), (torch.rand(2, 2, 32, 32) - 0.5) * 0.5
+    for kind in ("regression", "classification"):
+        model = build_model(name, head=kind)
+        out = model(l)
+        assert model.head.kind == kind and model.head.to_ab(out, (32, 32)).shape == (2, 2, 32, 32)
+        loss = model.head.loss(out, ab)
+        loss.backward()  # the head's loss reaches the body's first layer
+        first = next(p for p in model.parameters() if p.grad is not None)
+        assert torch.isfinite(loss) and first.grad.abs().sum() > 0
+
+
+def test_inference_runs_in_float32_whatever_the_callers_autocast():
+    """One precision policy for every inference path (sample grids, metrics, colorize): even
+    inside a bfloat16 autocast (as training's validation uses), predict_ab computes in float32."""
+    from lib.checkpoints import predict_ab
+
+    torch.manual_seed(0)
+    model, l = build_model("resnet18", head="classification").eval(), torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        plain = predict_ab(model, l)
+        with torch.autocast("cpu", torch.bfloat16):
+            inside = predict_ab(model, l)
+            assert model(l).dtype == torch.bfloat16  # the context is really on
+    assert inside.dtype == torch.float32 and torch.equal(inside, plain)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from lib import pipeline, plots, train
+from lib import checkpoints, pipeline, plots
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -113,7 +113,7 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
         plots.REFERENCE,
         "gray baseline",
     }
-    assert comparison["reference"]["sha256"] == train.REFERENCE_SHA256  # the shipped model, scored here
+    assert comparison["reference"]["sha256"] == checkpoints.REFERENCE_SHA256  # the shipped model, scored here
     charts = [
         "lab_channels", "loss_original_cnn", "samples_original_cnn", "edited_cnn_bug",
         "loss_edited_cnn", "loss_cnn_before_after", "samples_cnn_before_after", "loss_resnet18",
@@ -142,6 +142,17 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
     if pipeline.find_chromium():  # CI machines may have none: then the run prints a line instead
         for nb in pipeline.NOTEBOOKS:
             assert (out / "pdf" / f"{nb}.pdf").read_bytes().startswith(b"%PDF")
+
+    # Notebook 5 reads notebook 3's finished run, never trains into it: asked for more epochs
+    # than 3 ran, it stops with one clear line and 3's run stays as it was.
+    last = out / "checkpoints" / "resnet18" / "last.pt"
+    kept = last.read_bytes()
+    profile = yaml.safe_load(Path(tiny_profile(tmp_path, photo_folder)).read_text())
+    params = pipeline.parameters_for("05_Classification", profile, {"epochs": 2, "out_dir": str(out)})
+    (tmp_path / "again").mkdir()
+    with pytest.raises(papermill.PapermillExecutionError, match="notebook 3 ran with epochs=1"):
+        pipeline.execute("05_Classification", tmp_path / "again", params)
+    assert last.read_bytes() == kept
 
 
 def test_a_failing_notebook_stops_the_run_and_names_the_cell(tmp_path, photo_folder, capsys):

@@ -7,7 +7,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from lib import metrics
+from lib import checkpoints, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_results_record_the_commit_that_was_imported_not_a_later_one(tmp_path):
 def test_readme_reference_model_figures_are_its_held_out_and_dev_evaluations():
     """The shipped model's numbers in README come from `python -m lib.evaluate` on the held-out
     part of the split only; its settings were chosen on the dev part; it trained >= 90 minutes."""
-    from lib import data, datasets, train
+    from lib import data, datasets
 
     readme = (ROOT / "README.md").read_text()
     split = ROOT / "data" / "splits" / "photos.tsv"
@@ -145,7 +145,7 @@ def test_readme_reference_model_figures_are_its_held_out_and_dev_evaluations():
     }
     assert held["protocol"] == {"resize": 256, "crop": 256}
     assert all(r["n_images"] == sum(p == "held-out" for p, *_ in rows) for r in held["metrics"].values())
-    assert {c["sha256"] for c in held["checkpoints"].values()} == {train.REFERENCE_SHA256}
+    assert {c["sha256"] for c in held["checkpoints"].values()} == {checkpoints.REFERENCE_SHA256}
     for name in ("reference_dev_vividness.json", "reference_candidates_dev.json"):
         dev = result(name)
         assert dev["split"]["part"] == "dev" and metrics.format_table(dev["metrics"], markdown=True) in readme
@@ -153,3 +153,12 @@ def test_readme_reference_model_figures_are_its_held_out_and_dev_evaluations():
     assert run["data"]["n_train"] == 6015 and run["data"]["split"]["sha256"] == datasets.sha256(split)
     assert sum(h["seconds"] for h in run["history"]) >= 90 * 60
     assert f"{sum(h['seconds'] for h in run['history']) / 60:.0f} minutes" in readme
+
+
+def test_inference_imports_no_training_code():
+    """colorize, evaluate and the notebooks' set-up load and use models without lib.train (and
+    so without the training loop, DDP and its progress bars)."""
+    code = "import sys, lib.colorize, lib.evaluate, lib.notebook; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    loaded = done.stdout.split()
+    assert "lib.checkpoints" in loaded and "lib.train" not in loaded

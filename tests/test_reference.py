@@ -11,38 +11,38 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from lib import colorize, data, datasets, lab, metrics, models, train
+from lib import checkpoints, colorize, data, datasets, lab, metrics
 
 
 @pytest.fixture(scope="module")
 def reference():
-    return train.load_checkpoint("reference")
+    return checkpoints.load("reference")
 
 
 def test_the_shipped_file_is_small_loads_with_weights_only_and_matches_its_hash(reference):
-    path = train.REFERENCE
+    path = checkpoints.REFERENCE
     assert path.stat().st_size <= 5_000_000
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == train.REFERENCE_SHA256
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == checkpoints.REFERENCE_SHA256
     raw = torch.load(path, weights_only=True)  # plain tensors and dicts: no pickled code
-    assert raw["format"] == train.CHECKPOINT_FORMAT and raw["head"] == "classification"
+    assert raw["format"] == checkpoints.CHECKPOINT_FORMAT and raw["head"] == "classification"
     assert all(v.dtype in (torch.float16, torch.int64) for v in raw["state_dict"].values())
     model, ckpt = reference
-    assert ckpt["sha256"] == train.REFERENCE_SHA256
+    assert ckpt["sha256"] == checkpoints.REFERENCE_SHA256
     assert model.working_size == raw["working_size"] >= 64 and 0 <= raw["vividness"] <= 1
     assert ckpt["data"]["split"]["file"] == "photos.tsv"  # trained on the train part of the split
     assert ckpt["data"]["split"]["sha256"] == datasets.sha256(
-        train.REFERENCE.parents[2] / "data/splits/photos.tsv"
+        checkpoints.REFERENCE.parents[2] / "data/splits/photos.tsv"
     )
 
 
 def test_a_changed_reference_file_is_refused_with_one_line(tmp_path, monkeypatch):
     copy = tmp_path / "reference.pt"
-    raw = bytearray(train.REFERENCE.read_bytes())
+    raw = bytearray(checkpoints.REFERENCE.read_bytes())
     raw[-100] ^= 1  # one bit
     copy.write_bytes(bytes(raw))
-    monkeypatch.setattr(train, "REFERENCE", copy)
+    monkeypatch.setattr(checkpoints, "REFERENCE", copy)
     with pytest.raises(ValueError, match="is not the shipped reference model's"):
-        train.load_checkpoint("reference")
+        checkpoints.load("reference")
 
 
 def builtin_held_out(builtin_root, size=128):
@@ -53,7 +53,7 @@ def builtin_held_out(builtin_root, size=128):
 
 def at(model, vividness):
     """The model as a predictor at one vividness setting."""
-    return lambda l: models.predict_ab(model, l, vividness)
+    return lambda l: checkpoints.predict_ab(model, l, vividness)
 
 
 def test_at_its_faithful_setting_it_beats_the_gray_baseline_on_photos_it_never_saw(reference, builtin_root):
@@ -99,7 +99,7 @@ def colorize_chroma(img) -> float:
 
 
 def test_pip_install_carries_the_weights(tmp_path):
-    root = train.REFERENCE.parents[2]
+    root = checkpoints.REFERENCE.parents[2]
     pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
     done = subprocess.run([*pip, "-w", tmp_path, root], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

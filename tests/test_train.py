@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lib import classes, colorize, data, lab, metrics, train
+from lib import checkpoints, classes, colorize, data, lab, metrics, train
 from lib.models import build_model
 
 
@@ -31,7 +31,7 @@ def test_a_short_run_lowers_the_validation_loss(tiny_loaders, tmp_path):
 def test_checkpoints_restore_identical_predictions(tiny_loaders, tmp_path):
     model, run = train.fit("edited_cnn", tiny_loaders, tmp_path, epochs=2, progress=False)
     last = run["checkpoints"][-1]
-    restored, ckpt = train.load_checkpoint(last["path"])
+    restored, ckpt = checkpoints.load(last["path"])
     assert ckpt["epoch"] == last["epoch"] and ckpt["val_loss"] == last["val_loss"]
     assert ckpt["model"] == "edited_cnn" and ckpt["normalization"] == lab.NORMALIZATION
     assert ckpt["data"]["n_train"] == 96 and ckpt["git_commit"]
@@ -60,12 +60,12 @@ def test_a_compiled_run_learns_the_same_as_an_eager_one(tiny_loaders, tmp_path):
     # --compile, run here where CI can run it. Fused kernels round differently, hence approx.
     _, eager = train.fit("original_cnn", tiny_loaders, tmp_path / "eager", epochs=1, progress=False)
     _, compiled = train.fit(
-        "original_cnn", tiny_loaders, tmp_path / "compiled", epochs=1, progress=False, compile=True
+        "original_cnn", tiny_loaders, tmp_path / "compiled", epochs=1, progress=False, compile_model=True
     )
     assert compiled["compiled"] and not eager["compiled"]
     for key in ("train_loss", "val_loss"):
         assert compiled["history"][0][key] == pytest.approx(eager["history"][0][key], rel=1e-3)
-    restored, _ = train.load_checkpoint(compiled["checkpoints"][-1]["path"])  # plain keys, no _orig_mod
+    restored, _ = checkpoints.load(compiled["checkpoints"][-1]["path"])  # plain keys, no _orig_mod
     assert train.validate(restored, tiny_loaders.val, torch.device("cpu"), {}) == pytest.approx(
         compiled["checkpoints"][-1]["val_loss"], rel=1e-5
     )
@@ -78,12 +78,12 @@ def test_a_classification_run_learns_and_its_checkpoint_colorizes(tiny_loaders, 
     assert prior.sum().item() == pytest.approx(1) and (prior > 0).all()
     losses = [h["train_loss"] for h in run["history"]]
     assert losses[-1] < 0.97 * losses[0]  # 18 small steps: deterministic on the CPU
-    model, ckpt = train.load_checkpoint(train.best_checkpoint(run))
+    model, ckpt = checkpoints.load(checkpoints.best(run))
     assert ckpt["head"] == "classification" and ckpt["options"] == options
     # the class weights travel in the checkpoint and come from the training set's prior
-    torch.testing.assert_close(model.class_weights, classes.rebalancing_weights(prior).float())
+    torch.testing.assert_close(model.head.class_weights, classes.rebalancing_weights(prior).float())
     rgb = data.sample_images(tiny_loaders.val.dataset, 3)
-    ab = train.predict(model, rgb, torch.device("cpu"))
+    ab = checkpoints.predict(model, rgb, torch.device("cpu"))
     assert ab.shape == (3, 2, 32, 32) and ab.abs().max() <= 1
     # a finished run picked up again (a notebook re-run) keeps its prior
     _, again = train.fit(
@@ -153,29 +153,29 @@ def test_a_run_folder_is_never_overwritten(tiny_loaders, tmp_path):
 
 def test_load_checkpoint_gives_one_clear_error_for_bad_files(tmp_path):
     with pytest.raises(ValueError, match="no such checkpoint"):
-        train.load_checkpoint(tmp_path / "missing.pt")
+        checkpoints.load(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00garbage" * 100)
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        train.load_checkpoint(junk)
+        checkpoints.load(junk)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(ValueError, match="not a bw-colorization-checkpoint/1 checkpoint"):
-        train.load_checkpoint(foreign)
+        checkpoints.load(foreign)
     model = build_model("resnet18")
-    other = train.make_checkpoint(model, "resnet18", {}, 1, 0.1, {})
+    other = checkpoints.make(model, "resnet18", {}, 1, 0.1, {})
     other["normalization"] = {**other["normalization"], "ab_scale": 110.0}
     torch.save(other, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="normalization"):
-        train.load_checkpoint(tmp_path / "other.pt")
+        checkpoints.load(tmp_path / "other.pt")
 
 
 def test_load_checkpoint_refuses_pickled_code(tmp_path):
     """weights_only=True: a checkpoint that smuggles an object is rejected, not executed."""
     evil = tmp_path / "evil.pt"
-    torch.save({"format": train.CHECKPOINT_FORMAT, "payload": data.BadImage("x")}, evil)
+    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "payload": data.BadImage("x")}, evil)
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        train.load_checkpoint(evil)
+        checkpoints.load(evil)
 
 
 def test_command_line_trains_scores_and_writes_results(builtin_root, tmp_path, monkeypatch, capsys):

@@ -1,0 +1,186 @@
+"""Everything inference needs, and nothing of training: checkpoint files (write, load, verify),
+the shipped reference model, the device, and prediction.
+
+`colorize`, `evaluate` and the notebooks' analysis cells import this module, never lib.train, so
+using a model does not pull in the training loop, tqdm's loops or torch.distributed (the
+colorizers package of Zhang et al. keeps inference apart from training the same way).
+
+A checkpoint is a dict saved with torch.save and loaded with weights_only=True:
+  format          CHECKPOINT_FORMAT
+  model, options  the name in models.MODELS and its constructor's options: enough to rebuild it
+  head            "regression" or "classification": how to read the model's output
+  normalization   lib.lab.NORMALIZATION, which inference checks instead of guessing
+  state_dict      the weights
+  epoch, val_loss, data, git_commit   which training produced it, on what
+  ab_prior        (classification) the training photos' colour prior, for vividness settings
+  working_size, vividness   (the reference model) how it sees photos and its default setting
+
+Precision: all inference runs in float32, outside any autocast (predict_ab), so a sample grid,
+a score and a colorized file of the same photo come from the same numbers on every device.
+"""
+
+import hashlib
+import io
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lib import datasets, lab, models, results
+
+CHECKPOINT_FORMAT = "bw-colorization-checkpoint/1"
+
+# The shipped reference model (README, "Model card"): trained once at scale, carried by the package.
+# Its SHA-256 is checked at every load, so a damaged or replaced file is refused, never used.
+REFERENCE = Path(__file__).resolve().parent / "weights" / "reference.pt"
+REFERENCE_SHA256 = "bbf211307268e88d4e32df9e269d64405d4964115d6570f1e01c735bf6316ac0"
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """ "auto" picks cuda, then mps, then cpu; anything else is passed to torch.device."""
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def make(model, name: str, options: dict, epoch: int, val_loss: float, description: dict, **extra) -> dict:
+    """What a checkpoint file holds: weights plus everything needed to rebuild and judge them."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": name,
+        "options": options,
+        "head": model.head.kind,
+        "normalization": lab.NORMALIZATION,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "epoch": epoch,
+        "val_loss": val_loss,
+        "data": description,
+        "git_commit": results.CODE_COMMIT,
+        **extra,
+    }
+
+
+def write(checkpoint: dict, path) -> Path:
+    """torch.save through the project's one atomic writer (results.write_atomic): all or nothing."""
+    return results.write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+def load(path, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model a checkpoint describes and load its weights. Returns (model, checkpoint).
+
+    path "reference" (or REFERENCE itself) is the shipped reference model, checked against
+    REFERENCE_SHA256. The model carries what inference needs from its checkpoint: `training_size`
+    (the crop size it was trained at), the colour prior of a classification head (for vividness
+    settings), and, where the checkpoint records them (the reference model does), `working_size`
+    (the shorter side it sees photos at) and `vividness` (its default setting); predict_ab uses
+    the last two. The checkpoint dict gets "sha256", the file's.
+
+    Raises ValueError with one clear line for anything that is not one of our checkpoints.
+    """
+    path = REFERENCE if str(path) == "reference" else Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint file")
+    raw = path.read_bytes()  # read once: hashed, then loaded
+    sha = hashlib.sha256(raw).hexdigest()
+    if path.resolve() == REFERENCE and sha != REFERENCE_SHA256:
+        raise ValueError(
+            f"{path}: SHA-256 {sha[:16]}... is not the shipped reference model's "
+            f"{REFERENCE_SHA256[:16]}... (a damaged or replaced file: restore it with git or pip)"
+        )
+    try:
+        ckpt = torch.load(io.BytesIO(raw), map_location=device, weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (found {found!r})")
+    if ckpt["normalization"] != lab.NORMALIZATION:
+        raise ValueError(
+            f"{path}: trained with normalization {ckpt['normalization']}, this code uses {lab.NORMALIZATION}"
+        )
+    # Never download weights to rebuild a model whose weights we are about to load anyway.
+    options = {**ckpt["options"], **({"pretrained": False} if "pretrained" in ckpt["options"] else {})}
+    try:
+        model = models.build_model(ckpt["model"], **options)
+        model.load_state_dict(models.upgrade_state_dict(model, ckpt["state_dict"]))
+    except (ValueError, TypeError, RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise ValueError(
+            f"{path}: does not fit this version's {ckpt.get('model')!r} model ({first})"
+        ) from None
+    model.training_size = (ckpt.get("data") or {}).get("size")
+    model.working_size = ckpt.get("working_size")
+    model.vividness = ckpt.get("vividness")
+    if ckpt.get("ab_prior") is not None and model.head.kind == "classification":
+        model.head.set_prior(ckpt["ab_prior"], weights=False)  # the weights are the loaded ones
+    ckpt["sha256"] = sha
+    return model.to(device).eval(), ckpt
+
+
+def best(run: dict) -> str:
+    """The path of a run record's checkpoint with the lowest validation loss."""
+    return min(run["checkpoints"], key=lambda c: c["val_loss"])["path"]
+
+
+def export_reference(checkpoint, out, working_size: int, vividness: float | None, ab_prior=None) -> str:
+    """Write a trained checkpoint as a file to ship (lib/weights/reference.pt): the weights in
+    float16 (half the size), plus the working size and default vividness that every inference path
+    then uses, and the colour prior of its training photos (from the checkpoint, else `ab_prior`,
+    the run record's). Never replaces a file. Returns the new file's SHA-256, for REFERENCE_SHA256."""
+    _, ckpt = load(checkpoint)  # refuses what is not one of our checkpoints
+    state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    kept = ("format", "model", "options", "head", "normalization", "epoch", "val_loss", "data", "git_commit")
+    ref = {k: ckpt[k] for k in kept} | {"state_dict": state, "working_size": working_size}
+    ref |= {"vividness": vividness, "ab_prior": ckpt.get("ab_prior", ab_prior)}
+    ref["exported_from"] = {"file": Path(checkpoint).name, "sha256": ckpt["sha256"]}
+    try:
+        results.write_atomic(out, lambda tmp: torch.save(ref, tmp), replace=False)
+    except FileExistsError:
+        raise FileExistsError(f"{out}: exists; move it away first") from None
+    return datasets.sha256(out)
+
+
+# --- prediction -----------------------------------------------------------------------------------
+
+
+def predict_ab(
+    model: torch.nn.Module, l: torch.Tensor, vividness: float | None = None, working_size: int | None = None
+) -> torch.Tensor:
+    """The colours a model gives lightness l: float32 ab (N, 2, H, W) at l's size, whatever its head.
+
+    vividness: 0 (faithful) to 1 (vivid), for a classification head (models.ClassificationHead).
+    working_size: the model sees l with its shorter side at this size (aspect kept,
+    models.working_shape), and its ab are upsampled (bilinear) to l's size. Both default to what
+    the model's checkpoint recorded (the attributes `vividness` and `working_size` that load
+    sets; the shipped reference model has both), else to the head's default and l's own size.
+    Runs in float32 with autocast off, whatever the caller's context (the one precision policy of
+    inference). The caller chooses eval mode and no_grad."""
+    if vividness is None:
+        vividness = getattr(model, "vividness", None)
+    if working_size is None:
+        working_size = getattr(model, "working_size", None)
+    size = tuple(l.shape[-2:])
+    x = l.float()
+    if working_size is not None and models.working_shape(*size, working_size) != size:
+        x = F.interpolate(x, size=models.working_shape(*size, working_size), mode="bilinear", antialias=True)
+    with torch.autocast(x.device.type, enabled=False):
+        ab = model.head.to_ab(model(x).float(), x.shape[-2:], vividness)
+    if tuple(ab.shape[-2:]) != size:
+        ab = F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
+    return ab
+
+
+@torch.no_grad()
+def predict(model, rgb: torch.Tensor, device) -> torch.Tensor:
+    """Normalized ab the model predicts for a uint8 RGB batch (on the CPU, float32), at the
+    working size and vividness its checkpoint records: what the sample grids show."""
+    model.eval()
+    l, _ = lab.rgb_to_model(rgb.to(device))
+    return predict_ab(model, l).cpu()

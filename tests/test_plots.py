@@ -1,0 +1,121 @@
+"""lib.plots: charts driven by the metric registry, any model name, and all-or-nothing figure files."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display is needed to draw and save
+
+import matplotlib.colors as mcolors  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from lib import lab, metrics, plots  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def scores():
+    """Real scores of a made-up predictor (a constant tint) and the gray baseline on three random
+    16 px images."""
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.randint(0, 256, (3, 3, 16, 16), generator=g, dtype=torch.uint8)
+
+    def tint(l):
+        return torch.full((len(l), 2, *l.shape[2:]), 0.1)
+
+    return metrics.evaluate_all({"tiny_cnn": tint, "gray baseline": metrics.gray_baseline}, [(rgb, [])])
+
+
+def titles(fig):
+    return [ax.get_title() for ax in fig.axes if ax.get_title()]
+
+
+def texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def hint(m):
+    return "" if m.higher is None else (" ↑" if m.higher else " ↓")
+
+
+def test_comparison_bars_draws_one_panel_per_registry_column_and_the_legend(scores):
+    fig = plots.comparison_bars(scores)
+    columns = [m for m in metrics.REGISTRY if m.column]
+    assert titles(fig) == [m.label + hint(m) for m in columns]
+    assert sum("higher is better" in t for t in texts(fig)) == 1
+    plt.close(fig)
+
+
+def test_comparison_bars_sizes_its_grid_for_an_eighth_metric(scores):
+    extra = metrics.Metric("ab_mse_x2", "twice the ab MSE", False)
+    registry = (*metrics.REGISTRY, extra)
+    doubled = {n: s | {"ab_mse_x2": 2 * s["ab_mse"]} for n, s in scores.items()}
+    fig = plots.comparison_bars(doubled, registry)
+    columns = [m for m in registry if m.column]
+    assert len(columns) == 8
+    assert titles(fig) == [m.label + hint(m) for m in columns]  # none drawn, then erased
+    assert sum("higher is better" in t for t in texts(fig)) == 1
+    panel = next(ax for ax in fig.axes if ax.get_title().startswith("twice"))
+    heights = [p.get_height() for p in panel.patches]
+    assert heights == pytest.approx([2 * doubled[n]["ab_mse"] for n in doubled])
+    plt.close(fig)
+
+
+def test_unknown_model_names_get_their_own_name_and_a_stable_palette_colour(scores):
+    assert plots.label("resnet18") == "ResNet18" and plots.colour("resnet18") == plots.COLOURS["resnet18"]
+    assert plots.label("tiny_cnn") == "tiny_cnn"
+    c = plots.colour("tiny_cnn")
+    assert c in plots.PALETTE and c == plots.colour("tiny_cnn")
+    assert len({plots.colour(f"model {i}") for i in range(40)}) > 1  # the name chooses, not a constant
+    code = "from lib import plots; print(plots.colour('tiny_cnn'))"
+    for seed in ("1", "2"):  # Python's own str hash differs between these runs; the colour must not
+        env = os.environ | {"PYTHONHASHSEED": seed, "MPLBACKEND": "Agg"}
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert out.stdout.strip() == c, out.stderr
+    fig = plots.comparison_bars(scores)
+    bars = fig.axes[0].patches
+    assert mcolors.to_hex(bars[0].get_facecolor()) == c
+    assert mcolors.to_hex(bars[1].get_facecolor()) == plots.COLOURS["gray baseline"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["tiny_cnn", "gray baseline"]
+    plt.close(fig)
+
+
+def test_loss_and_checkpoint_charts_draw_a_made_up_model(scores):
+    hist = [{"epoch": e, "train_loss": 0.03 / e, "val_loss": 0.04 / e} for e in (1, 2, 3)]
+    fig = plots.loss_curves({"tiny_cnn": hist}, "a made-up model")
+    assert {mcolors.to_hex(line.get_color()) for line in fig.axes[0].get_lines()} == {
+        plots.colour("tiny_cnn")
+    }
+    plt.close(fig)
+    rows = [{"epoch": e, "val_loss": 0.04 / e, "seconds": 1.0 + e} for e in (1, 2, 3)]
+    fig = plots.checkpoint_analysis(rows, name="tiny_cnn")
+    assert mcolors.to_hex(fig.axes[0].get_lines()[0].get_color()) == plots.colour("tiny_cnn")
+    assert "tiny_cnn" in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+def test_save_figure_writes_the_png_and_its_data(tmp_path):
+    fig = plots.image_grid({"photo": torch.rand(2, 3, 8, 8)})
+    path = plots.save_figure(fig, tmp_path / "fig" / "grid", {"mse": torch.tensor(0.5), "n": 2})
+    plt.close(fig)
+    assert path == tmp_path / "fig" / "grid.png"
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width > 0
+    assert json.loads(path.with_suffix(".json").read_text()) == {"mse": 0.5, "n": 2}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["grid.json", "grid.png"]  # no temporary left
+
+
+def test_save_figure_writes_nothing_when_the_data_cannot_be_written(tmp_path):
+    fig = plots.lab_channels(lab.lab_to_rgb8(torch.zeros(1, 3, 8, 8)))
+    with pytest.raises(TypeError):
+        plots.save_figure(fig, tmp_path / "chart", {"not a number": object()})
+    plt.close(fig)
+    assert list(tmp_path.iterdir()) == []  # no PNG without its data, no temporary file
