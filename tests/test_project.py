@@ -162,3 +162,18 @@ def test_inference_imports_no_training_code():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     loaded = done.stdout.split()
     assert "lib.checkpoints" in loaded and "lib.train" not in loaded
+
+
+def test_readme_training_curve_of_the_reference_model_is_its_results_file():
+    record = json.loads((ROOT / "figures" / "results" / "reference_dev_epochs.json").read_text())
+    rows, gray = record["metrics"], record["metrics"]["gray baseline"]["auc"]
+    readme = (ROOT / "README.md").read_text()
+    faithful_rows = [k for k in record["checkpoints"] if k.endswith("(vividness 0)")]
+    assert len(faithful_rows) == 6
+    for name in faithful_rows:
+        epoch, val = re.search(r"epoch-(\d+)-val-([\d.]+)\.pt", record["checkpoints"][name]["path"]).groups()
+        faithful, default = rows[name], rows[name.replace("(vividness 0)", "(vividness 0.1)")]
+        cf = default["colourfulness"]
+        row = f"| {int(epoch)} | {float(val):.4f} | {faithful['auc']:.4f} (+{faithful['auc'] - gray:.4f}) | "
+        row += f"{cf:.1f} ({cf / default['colourfulness_true']:.2f}×) |"
+        assert row in readme
