@@ -7,8 +7,10 @@ run (parameters, history, metrics) and who ran it (git commit, package versions,
 import json
 import os
 import platform
+import re
 import secrets
 import subprocess
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,18 +91,68 @@ def notebook_parameters(namespace: dict) -> dict:
     return {k: v for k, v in namespace.items() if not k.startswith("_") and isinstance(v, plain)}
 
 
+# A temporary file of write_atomic is ".<name>.<pid>.<random>.tmp" beside its target. A writer
+# that is killed leaves it behind; the next write of the same target removes the leftovers whose
+# process is gone (on this machine), and any older than LEFTOVER_AGE (from other machines, and
+# the writers of earlier versions, ".<name>.tmp"). A live writer's file is never touched, so two
+# processes writing into one folder at once both finish.
+LEFTOVER_AGE = 24 * 3600  # seconds
+_NAME_MAX = 255  # the usual file-name limit (ext4, APFS, NTFS)
+_TEMP_PART = re.compile(r"(\d+)\.[0-9a-f]{8}")
+
+
+def _temp_prefix(path: Path) -> str:
+    """ ".<name>." cut so that the whole temporary name fits the file-name limit."""
+    return f".{path.name[: _NAME_MAX - 30]}."
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):  # someone else's live process, or cannot tell
+        return False
+    return False
+
+
+def remove_leftovers(path) -> list[Path]:
+    """Remove the temporary files that killed writers of `path` left (see LEFTOVER_AGE); returns
+    what was removed."""
+    path, prefix, removed = Path(path), _temp_prefix(Path(path)), []
+    try:
+        candidates = [
+            f for f in path.parent.iterdir() if f.name.startswith(prefix) and f.name.endswith(".tmp")
+        ]
+    except OSError:
+        return removed
+    for f in candidates:
+        middle = _TEMP_PART.fullmatch(f.name[len(prefix) : -len(".tmp")])
+        try:
+            stale = time.time() - f.lstat().st_mtime > LEFTOVER_AGE
+            if stale or (
+                middle and int(middle.group(1)) != os.getpid() and _process_gone(int(middle.group(1)))
+            ):
+                f.unlink()
+                removed.append(f)
+        except OSError:  # gone already, or not ours to remove
+            pass
+    return removed
+
+
 def write_atomic(path, write: Callable[[Path], object], replace: bool = True) -> Path:
     """The one way this project writes a file: all or nothing.
 
-    `write(tmp)` fills a new temporary file beside `path`, named ".<name>.<random>.tmp" (hidden,
-    and never one that exists, so leftovers of a killed writer are never reused); then it is
-    renamed onto `path`. Whatever happens, the temporary file is gone afterwards (only a killed
-    process leaves one). replace=False never replaces a file: FileExistsError if `path` exists,
-    even one that appeared while writing. The file gets the usual permissions (0666 less the umask).
-    Returns `path`."""
+    `write(tmp)` fills a new temporary file beside `path` (".<name>.<pid>.<random>.tmp": hidden,
+    never one that exists, short enough for the file-name limit); then it is renamed onto `path`.
+    Whatever happens, the temporary file is gone afterwards, and leftovers of killed writers are
+    removed first (remove_leftovers). replace=False never replaces a file: FileExistsError if
+    `path` exists, even one that appeared while writing. The file gets the usual permissions
+    (0666 less the umask). Returns `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    remove_leftovers(path)
+    tmp = path.with_name(f"{_temp_prefix(path)}{os.getpid()}.{secrets.token_hex(4)}.tmp")
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(tmp)

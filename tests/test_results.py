@@ -49,3 +49,36 @@ def test_a_record_of_other_parameters_is_refused_with_its_name():
     results.check_same_parameters(record, {"epochs": 10, "seed": 0, "other": 1}, ("epochs", "seed"), "nb 3")
     with pytest.raises(ValueError, match="nb 3 ran with epochs=10, this notebook has epochs=12"):
         results.check_same_parameters(record, {"epochs": 12, "seed": 0}, ("epochs", "seed"), "nb 3")
+
+
+def test_leftovers_of_killed_writers_are_removed_but_a_live_writers_file_is_kept(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        target = tmp_path / "last.pt"
+        of_dead = tmp_path / f".last.pt.{int(dead.stdout)}.0123abcd.tmp"
+        of_alive = tmp_path / f".last.pt.{alive.pid}.0123abcd.tmp"
+        old_style = tmp_path / ".last.pt.tmp"  # the old writers' name: no process to ask
+        ancient = tmp_path / ".last.pt.tmp.orig.tmp"
+        other = tmp_path / f".best.pt.{int(dead.stdout)}.0123abcd.tmp"  # another target's
+        for f in (of_dead, of_alive, old_style, ancient, other):
+            f.write_bytes(b"")
+        day_ago = os.stat(ancient).st_mtime - results.LEFTOVER_AGE - 60
+        os.utime(ancient, (day_ago, day_ago))
+        results.write_atomic(target, lambda tmp: tmp.write_bytes(b"ok"))
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == sorted([target.name, of_alive.name, old_style.name, other.name])
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_name_near_the_file_name_limit_still_gets_a_temporary_file(tmp_path):
+    path = tmp_path / ("x" * 250 + ".png")
+    results.write_atomic(path, lambda tmp: tmp.write_bytes(b"ok"))
+    assert path.read_bytes() == b"ok" and [p.name for p in tmp_path.iterdir()] == [path.name]
