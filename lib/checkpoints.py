@@ -21,6 +21,7 @@ a score and a colorized file of the same photo come from the same numbers on eve
 
 import hashlib
 import io
+import math
 from pathlib import Path
 
 import torch
@@ -82,7 +83,10 @@ def load(path, device="cpu") -> tuple[torch.nn.Module, dict]:
     (the shorter side it sees photos at) and `vividness` (its default setting); predict_ab uses
     the last two. The checkpoint dict gets "sha256", the file's.
 
-    Raises ValueError with one clear line for anything that is not one of our checkpoints.
+    Raises ValueError with one clear line naming the file for anything that is not one of our
+    checkpoints: an unreadable file, another format or normalization, a key that it or its callers
+    read missing or of the wrong type or range (see _malformed and _misfit; "data" may be None,
+    nothing known of the training photos), NaN or infinite weights, weights of another model.
     """
     path = REFERENCE if str(path) == "reference" else Path(path)
     if not path.is_file():
@@ -101,10 +105,12 @@ def load(path, device="cpu") -> tuple[torch.nn.Module, dict]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (found {found!r})")
+    problem = _malformed(ckpt)
+    if problem:
+        raise ValueError(f"{path}: malformed checkpoint: {problem}")
     if ckpt["normalization"] != lab.NORMALIZATION:
-        raise ValueError(
-            f"{path}: trained with normalization {ckpt['normalization']}, this code uses {lab.NORMALIZATION}"
-        )
+        found = _found(ckpt["normalization"])
+        raise ValueError(f"{path}: trained with normalization {found}, this code uses {lab.NORMALIZATION}")
     # Never download weights to rebuild a model whose weights we are about to load anyway.
     options = {**ckpt["options"], **({"pretrained": False} if "pretrained" in ckpt["options"] else {})}
     try:
@@ -115,6 +121,9 @@ def load(path, device="cpu") -> tuple[torch.nn.Module, dict]:
         raise ValueError(
             f"{path}: does not fit this version's {ckpt.get('model')!r} model ({first})"
         ) from None
+    problem = _misfit(ckpt, model)
+    if problem:
+        raise ValueError(f"{path}: malformed checkpoint: {problem}")
     model.training_size = (ckpt.get("data") or {}).get("size")
     model.working_size = ckpt.get("working_size")
     model.vividness = ckpt.get("vividness")
@@ -122,6 +131,94 @@ def load(path, device="cpu") -> tuple[torch.nn.Module, dict]:
         model.head.set_prior(ckpt["ab_prior"], weights=False)  # the weights are the loaded ones
     ckpt["sha256"] = sha
     return model.to(device).eval(), ckpt
+
+
+def _number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _count(x) -> bool:
+    """A positive int (not a bool, which Python counts as an int)."""
+    return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+
+_SCALARS = str | int | float | bool | type(None)  # what an option may be: a constructor argument, in JSON
+
+
+def _found(x) -> str:
+    """x for an error message, on one line: its repr if short and plain, else its type."""
+    plain = isinstance(x, _SCALARS) or (
+        isinstance(x, dict) and all(isinstance(v, _SCALARS) for v in x.values())
+    )
+    return repr(x) if plain and len(repr(x)) <= 200 else type(x).__name__
+
+
+def _malformed(ckpt: dict) -> str | None:
+    """What is wrong with a checkpoint dict before a model is built from it, or None: each key that
+    `load` and its callers (colorize, evaluate, the notebooks) read, with its type and range.
+    Checked here, once, so that no caller meets a KeyError or a TypeError in the middle of a run."""
+    required = ("model", "options", "head", "normalization", "state_dict", "epoch", "val_loss", "data")
+    missing = [k for k in required if k not in ckpt]
+    if missing:
+        return f"no {', '.join(repr(k) for k in missing)}"
+    if not isinstance(ckpt["model"], str):
+        return f"'model' must be a name (str), found {type(ckpt['model']).__name__}"
+    options = ckpt["options"]
+    if not isinstance(options, dict) or not all(
+        isinstance(k, str) and isinstance(v, _SCALARS) for k, v in options.items()
+    ):
+        return "'options' must be a dict of names to plain values (str, number, bool, None)"
+    if ckpt["head"] not in ("regression", "classification"):
+        return f"'head' must be 'regression' or 'classification', found {_found(ckpt['head'])}"
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        return "'state_dict' must be a dict of names to tensors"
+    for key, value in state.items():  # NaN weights would give NaN colours, and NaN scores
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            return f"weights {key!r} hold NaN or infinite values"
+    if not isinstance(ckpt["epoch"], int) or isinstance(ckpt["epoch"], bool) or ckpt["epoch"] < 0:
+        return f"'epoch' must be an int >= 0, found {_found(ckpt['epoch'])}"
+    if not _number(ckpt["val_loss"]):
+        return f"'val_loss' must be a number, found {_found(ckpt['val_loss'])}"
+    described = ckpt["data"]
+    if described is not None:
+        if not isinstance(described, dict):
+            return f"'data' must be a dict or None, found {type(described).__name__}"
+        if described.get("size") is not None and not _count(described["size"]):
+            return f"'data' size must be a positive int (pixels), found {_found(described['size'])}"
+        if not isinstance(described.get("source"), str | type(None)):
+            return f"'data' source must be a str, found {type(described['source']).__name__}"
+    if ckpt.get("working_size") is not None and not _count(ckpt["working_size"]):
+        return f"'working_size' must be a positive int (pixels), found {_found(ckpt['working_size'])}"
+    v = ckpt.get("vividness")
+    if v is not None and not (_number(v) and 0 <= v <= 1):
+        return f"'vividness' must be a number from 0 to 1, found {_found(v)}"
+    prior = ckpt.get("ab_prior")
+    if prior is not None:
+        if not isinstance(prior, list | tuple) or not all(_number(p) for p in prior):
+            return "'ab_prior' must be a list of numbers"
+        if not all(math.isfinite(p) and p >= 0 for p in prior) or not sum(prior) > 0:
+            return "'ab_prior' must hold finite non-negative numbers with a positive sum"
+    return None
+
+
+def _misfit(ckpt: dict, model) -> str | None:
+    """What of a checkpoint does not fit the model built from it, or None: its head, and what that
+    head reads (a vividness setting needs a classification head and its colour prior, one
+    probability per colour bin)."""
+    if ckpt["head"] != model.head.kind:
+        return f"'head' is {ckpt['head']!r}, but its options build a {model.head.kind} head"
+    if ckpt.get("vividness") is not None and model.head.kind != "classification":
+        return "'vividness' is set, which needs a classification head"
+    prior = ckpt.get("ab_prior")
+    if model.head.kind == "classification":
+        if prior is not None and len(prior) != len(model.head.bins):
+            return f"'ab_prior' has {len(prior)} values, one per colour bin would be {len(model.head.bins)}"
+        if prior is None and ckpt.get("vividness") is not None:
+            return "'vividness' is set without the 'ab_prior' that a vividness setting needs"
+    return None
 
 
 def best(run: dict) -> str:

@@ -22,36 +22,34 @@ import argparse
 import glob
 import logging
 import os
+import re
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm.auto import tqdm
 
 from lib import checkpoints, data, lab, models, results
 
+# The formats written, by suffix: every input format but GIF, whose 256 colours cannot hold a
+# colorized photo (a GIF's output is a PNG: output_suffix).
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
 FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
-ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 
 
 # --- one image: split, predict, finish ------------------------------------------------------------
 
 
 def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
-    """Apply the EXIF orientation; return (8-bit "L" for gray modes or else "RGB", alpha or None)."""
-    gray = image.mode in data.GRAY_MODES
-    image = ImageOps.exif_transpose(image)
-    alpha = None
-    if image.mode in ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image, alpha = rgba.convert("RGB"), rgba.getchannel("A")
-    rgb = data.to_rgb(image)  # CMYK, palette, 16-bit ... -> 8-bit RGB
-    return (rgb.getchannel("R") if gray else rgb), alpha
+    """(8-bit sRGB "L" for gray modes or else "RGB", alpha or None), EXIF orientation applied:
+    data.decode, the decoding every command shares (its rules there). Raises data.BadImage."""
+    picture = data.decode(image)
+    return picture.image, picture.alpha
 
 
 def lightness(img: Image.Image, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,7 +114,9 @@ def working_size(model) -> int:
 def expand_inputs(args: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
     """INPUT arguments -> ([(image file, the folder its path is mirrored from)], [unmatched args]).
 
-    A folder is recursed; a glob ("*.jpg", "photos/**/*.png") is expanded; a file is itself."""
+    A folder is recursed; a glob ("*.jpg", "photos/**/*.png") is expanded; a file is itself. A
+    symbolic link counts as the file it names (a folder of links works); a broken one is kept, so
+    that decoding names it as a file it cannot read."""
     found, missing = [], []
     for arg in args:
         paths = (
@@ -127,38 +127,78 @@ def expand_inputs(args: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
         for p in paths:
             if p.is_dir():
                 found += [(p / f, p) for f in data.list_images(p)]
-            elif p.is_file():
+            elif p.is_file() or p.is_symlink():
                 found.append((p, p.parent))
     return found, missing
 
 
+class Inputs(NamedTuple):
+    """Where the inputs really are (every link followed): the files, and the folders given."""
+
+    files: frozenset[Path]
+    folders: tuple[Path, ...]
+
+
+def real_inputs(files, args: list[str]) -> Inputs:
+    return Inputs(
+        frozenset(f.resolve() for f, _ in files), tuple(Path(a).resolve() for a in args if Path(a).is_dir())
+    )
+
+
+def output_suffix(src_suffix: str, fmt: str | None) -> str:
+    """The suffix of an output: --format's if given (png, JPG, .tif ...), else the input's own
+    when it is one FORMATS writes (as spelt: ".JPG" stays), else ".png" (a GIF, or a file whose
+    suffix names no format)."""
+    if fmt:
+        return "." + fmt.lower().lstrip(".")
+    return src_suffix if src_suffix.lower() in FORMATS else ".png"
+
+
 def plan_outputs(files, out: Path | None, fmt: str | None) -> tuple[Path, list[tuple[Path, Path]]]:
-    """[(input, output)]: the inputs' tree mirrored under `out`, relative to their common folder."""
-    pairs = [(f.resolve(), r.resolve()) for f, r in files]
+    """[(input, output)]: the inputs' tree mirrored under `out`, relative to their common folder.
+
+    Paths are taken as given, links not followed, so a link's output is named after the link and
+    never depends on where it points."""
+    pairs = [(Path(os.path.abspath(f)), Path(os.path.abspath(r))) for f, r in files]
     base = Path(os.path.commonpath([str(r) for _, r in pairs]))
     out = Path(out).resolve() if out else base.parent / f"{base.name}-colorized"
     plan = []
-    for f, _ in pairs:
-        rel = f.relative_to(base)
-        plan.append((f, out / (rel.with_suffix("." + fmt.lower().lstrip(".")) if fmt else rel)))
+    for f, root in pairs:
+        rel = root.relative_to(base) / f.relative_to(root)
+        plan.append((f, out / rel.with_suffix(output_suffix(rel.suffix, fmt))))
     return out, plan
 
 
-def write_image(img: Image.Image, path: Path, source: Image.Image, overwrite: bool) -> None:
-    """Write atomically (results.write_atomic) in the format of path's suffix; keep the EXIF (and
-    an RGB input's ICC profile) where the format takes them. Without overwrite, an existing file
-    is never replaced (FileExistsError, even for one that appeared meanwhile)."""
+def output_conflict(dst: Path, inputs: Inputs) -> str | None:
+    """Why writing `dst` could touch an input, or None: the one check every output passes.
+
+    `dst` is followed through every link (of the output folder's tree, or dst itself) to where
+    the file would really land; that must be neither an input file nor inside an input folder."""
+    real = dst.resolve()
+    if real in inputs.files:
+        return "its output would replace an input"
+    if any(real.is_relative_to(f) for f in inputs.folders):
+        return f"its output would land in an input folder (through a link: {dst} is {real})"
+    return None
+
+
+def write_image(img: Image.Image, path: Path, picture: data.Picture, overwrite: bool) -> None:
+    """Write `img` (8-bit sRGB) atomically (results.write_atomic) in the format of path's suffix,
+    with the metadata of the input's `picture` where the format takes it: its EXIF (orientation
+    already applied to the pixels) and its ICC profile when that is sRGB. A converted profile
+    (Adobe RGB, Display P3) is never copied: the pixels are sRGB, and so is an untagged file.
+    Without overwrite, an existing file is never replaced (FileExistsError, even for one that
+    appeared meanwhile). ValueError for a suffix FORMATS does not write."""
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(f"{path}: cannot write {path.suffix or 'a file without suffix'}")
     fmt = FORMATS[path.suffix.lower()]
     if fmt in ("JPEG", "BMP") and img.mode == "RGBA":  # no alpha there: composite over white
         img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img).convert("RGB")
     kw = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    icc = source.info.get("icc_profile")
-    if icc and source.mode in ("RGB", "RGBA") and fmt != "BMP":
-        kw["icc_profile"] = icc
-    exif = source.getexif()
-    if len(exif) and fmt in ("JPEG", "WEBP", "PNG"):
-        exif.pop(0x0112, None)  # orientation: already applied to the pixels
-        kw["exif"] = exif.tobytes()
+    if picture.icc and fmt != "BMP":
+        kw["icc_profile"] = picture.icc
+    if picture.exif and fmt in ("JPEG", "WEBP", "PNG"):
+        kw["exif"] = picture.exif
     results.write_atomic(path, lambda tmp: img.save(tmp, fmt, **kw), replace=overwrite)
 
 
@@ -170,37 +210,45 @@ def side_by_side(gray: Image.Image, colour: Image.Image) -> Image.Image:
 
 
 def colorize_files(
-    plan, model, size: int, batch_size: int, side: bool, overwrite: bool, vividness: float | None = None
+    plan,
+    model,
+    size: int,
+    batch_size: int,
+    side: bool,
+    overwrite: bool,
+    vividness: float | None = None,
+    inputs: Inputs | None = None,
 ) -> dict:
     """Colorize (input, output) pairs, batch_size photos at a time (one model call for the photos
-    of one working shape). Returns the tallies."""
+    of one working shape); an output that could touch an input (output_conflict; `inputs`: by
+    default the plan's own input files) is skipped. Returns the tallies."""
+    inputs = inputs or Inputs(frozenset(src.resolve() for src, _ in plan), ())
     device = next(model.parameters()).device
     model.eval()
     tally = {"written": 0, "skipped": Counter(), "failed": 0, "colour_inputs": 0}
-    inputs = {src for src, _ in plan}
 
     def skip(src, reason):
         print(f"{src}: skipped: {reason}", file=sys.stderr)
-        tally["skipped"][reason.split(" (")[0].split(":")[0]] += 1
+        kind = reason.split(" (")[0].split(":")[0]
+        tally["skipped"][re.sub(r"\d[\d,]*", "N", kind)] += 1  # "N frames", not one kind per count
 
     todo = []
     for src, dst in plan:
-        if dst in inputs:
-            skip(src, "its output would replace an input")
+        if conflict := output_conflict(dst, inputs):
+            skip(src, conflict)
         elif dst.exists() and not overwrite:
             skip(src, "output exists (use --overwrite)")
         else:
             todo.append((src, dst))
     bar = tqdm(total=len(todo), desc="colorize", unit="img", disable=None)
     for start in range(0, len(todo), batch_size):
-        batch = []  # (src, dst, source image, alpha, L full, l small)
+        batch = []  # (src, dst, data.Picture, alpha, L full, l small)
         for src, dst in todo[start : start + batch_size]:
             try:
-                with data.open_image(src) as im:
-                    source = data.decode(im).copy()
-                img, alpha = split_alpha(source)
+                picture = data.read_image(src)  # the decoding every command shares
+                img = picture.image
                 tally["colour_inputs"] += img.mode == "RGB" and not data.is_gray(img)
-                batch.append((src, dst, source, alpha, *lightness(img, size, device)))
+                batch.append((src, dst, picture, picture.alpha, *lightness(img, size, device)))
             except data.BadImage as e:
                 skip(src, str(e))
                 bar.update()
@@ -215,13 +263,13 @@ def colorize_files(
                     model, torch.cat([batch[i][5] for i in same]), vividness, working_size=size
                 )
             preds |= {i: ab[j] for j, i in enumerate(same)}
-        for i, (src, dst, source, alpha, l_full, _) in enumerate(batch):
+        for i, (src, dst, picture, alpha, l_full, _) in enumerate(batch):
             ab = preds[i]
             try:
                 out = finish(l_full, ab[None], alpha)
                 if side:
                     out = side_by_side(finish(l_full, ab[None], alpha, gray=True), out)
-                write_image(out, dst, source, overwrite)
+                write_image(out, dst, picture, overwrite)
                 tally["written"] += 1
             except FileExistsError:
                 skip(src, "output exists (use --overwrite)")
@@ -282,14 +330,16 @@ def main(argv=None) -> int:
         print(f"{m}: skipped: no such file, folder or match", file=sys.stderr)
     if not files:
         return usage("no input image found")
+    if a.out is not None and a.out.exists() and not a.out.is_dir():
+        return usage(f"--out {a.out}: is a file; give a folder")
     out, plan = plan_outputs(files, a.out, a.format)
-    folders = [Path(i).resolve() for i in a.inputs if Path(i).is_dir()]
-    if any(out == f or out.is_relative_to(f) for f in folders):
+    inputs = real_inputs(files, a.inputs)
+    if any(out.resolve().is_relative_to(f) for f in inputs.folders):
         return usage(f"--out {out} is inside an input folder; choose a folder outside the inputs")
 
     size = a.size or working_size(model)
     vividness = a.vividness if a.vividness is not None else ckpt.get("vividness")
-    tally = colorize_files(plan, model, size, a.batch_size, a.side_by_side, a.overwrite, vividness)
+    tally = colorize_files(plan, model, size, a.batch_size, a.side_by_side, a.overwrite, vividness, inputs)
     tally["skipped"]["no such input"] += len(missing)
     n_skipped = sum(tally["skipped"].values())
     reasons = ", ".join(f"{n} {r}" for r, n in tally["skipped"].items() if n)

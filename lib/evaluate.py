@@ -12,6 +12,7 @@ their provenance, to a JSON file. Files that are not usable colour photos are sk
 import argparse
 import functools
 import logging
+import math
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
             about[row] = {
                 "path": str(path), "sha256": ckpt["sha256"], "model": ckpt["model"],
                 "head": ckpt.get("head", "regression"), "options": ckpt["options"], "epoch": ckpt["epoch"],
-                "trained_on": ckpt["data"].get("source"), "vividness": v,
+                "trained_on": (ckpt["data"] or {}).get("source"), "vividness": v,
                 "working_size": getattr(model, "working_size", None),
             }  # fmt: skip
             predictors[row] = (
@@ -119,12 +120,22 @@ def main(argv=None) -> int:
             )
             settings[row] = (model, v)
     # one pass over the folder: each photo is decoded and converted once, then scored by every model
-    rows = metrics.evaluate_all({**predictors, "gray baseline": metrics.gray_baseline}, loader, device, seen)
+    try:
+        rows = metrics.evaluate_all(
+            {**predictors, "gray baseline": metrics.gray_baseline}, loader, device, seen
+        )
+    except ValueError:  # the loader yielded no image: every photo failed to decode
+        print(f"error: {where}: no photo could be scored ({len(seen)} skipped)", file=sys.stderr)
+        return 2
+    for row, scores in rows.items():  # finite weights can still overflow to NaN colours
+        bad = [k for k in metrics.METRICS if not math.isfinite(scores[k])]
+        if bad and row in about:
+            print(f"error: {about[row]['path']}: its colours give NaN or infinite {', '.join(bad)} "
+                  "(weights that overflow float32?); nothing written", file=sys.stderr)  # fmt: skip
+            return 2
     print(metrics.format_table(rows))
-    if seen:
-        print(f"skipped {len(seen)} file(s):")
-        for f, reason in seen.items():
-            print(f"  {f}: {reason}")
+    if seen:  # each was named on its own line as it was found
+        print(f"{len(seen)} file(s) skipped (named above, and listed in the results file)")
     out.parent.mkdir(parents=True, exist_ok=True)
     results.save(
         out, data=str(Path(a.data).resolve()),

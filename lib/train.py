@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -115,7 +116,10 @@ def colour_prior(loader, device, skips: dict) -> torch.Tensor:
     and the shares are averaged: the same prior, hence the same class weights, everywhere."""
     loader.sampler.set_epoch(0)
     bins = classes.ab_bins().to(device)
-    prior = classes.ab_prior((ab for _, ab in batches(loader, device, skips)), bins).to(device)
+    try:
+        prior = classes.ab_prior((ab for _, ab in batches(loader, device, skips)), bins).to(device)
+    except ValueError:  # not one pixel: every training file failed to decode
+        raise _no_images(loader, skips, "training") from None
     if dist.is_initialized():
         dist.all_reduce(prior)
         prior /= dist.get_world_size()
@@ -139,7 +143,8 @@ def set_colour_prior(model, run: dict, loader, device) -> None:
 def train_one_epoch(net, model, opt, sched, loader, device, skips: dict, bf16: bool, desc: str) -> dict:
     """One pass over the training loader: (train_loss, seconds, images_per_s, lr_last). `net` is
     what computes (the model, or its DDP/compiled wrapper); `model` holds the loss. desc=None:
-    no progress bar. Under torchrun the loss and image count are summed over all processes."""
+    no progress bar. Under torchrun the loss and image count are summed over all processes.
+    Raises ValueError when no training image could be decoded (none of any process)."""
     model.train()
     t0, total, n, lr_used = time.perf_counter(), torch.zeros((), device=device), 0, None
     bar = tqdm(loader, desc=desc, leave=False, disable=desc is None)
@@ -157,6 +162,8 @@ def train_one_epoch(net, model, opt, sched, loader, device, skips: dict, bf16: b
         counts = torch.stack((total, torch.tensor(float(n), device=device)))
         dist.all_reduce(counts)
         total, n = counts[0], int(counts[1])
+    if n == 0:  # every process raises: n is the sum over all of them
+        raise _no_images(loader, skips, "training")
     seconds = time.perf_counter() - t0
     # lr_last: the learning rate of the epoch's last step
     return {"train_loss": float(total) / max(n, 1), "seconds": seconds, "images_per_s": n / seconds,
@@ -165,13 +172,30 @@ def train_one_epoch(net, model, opt, sched, loader, device, skips: dict, bf16: b
 
 @torch.no_grad()
 def validate(model, loader, device, skips: dict, bf16: bool = False) -> float:
-    """The model's own loss (normalized MSE for a regression head) over every validation image."""
+    """The model's own loss (normalized MSE for a regression head) over every validation image.
+    Raises ValueError when no image of the loader could be decoded (a loss of nothing is no 0)."""
     model.eval()
     total, n = torch.zeros((), device=device), 0
     for l, ab in batches(loader, device, skips):
         total += model.head.loss(forward(model, l, device, bf16), ab) * len(l)
         n += len(l)
-    return float(total) / max(n, 1)
+    if n == 0:
+        raise _no_images(loader, skips, "validation")
+    return float(total) / n
+
+
+def _no_images(loader, skips: dict, purpose: str) -> ValueError:
+    """The one-line error of a pass that yielded no image: every file of the loader passed the
+    header check at start-up but failed to decode in the workers (named in `skips`)."""
+    dataset = getattr(loader, "dataset", None)
+    mine = {str(dataset.root / f) for f in dataset.files} if hasattr(dataset, "root") else set(skips)
+    counts = Counter(reason.split(" (")[0].split(":")[0] for f, reason in skips.items() if f in mine)
+    why = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
+    where = dataset.root if hasattr(dataset, "root") else "the loader"
+    return ValueError(
+        f"{where}: no {purpose} image: {counts.total()} file(s) failed while decoding ({why}); "
+        "nothing saved for this epoch"
+    )
 
 
 def save_epoch(model, opt, sched, run: dict, out_dir: Path, keep_all: bool) -> None:
@@ -224,7 +248,10 @@ def fit(
     images/s, last learning rate), checkpoints (epoch, path, val loss), device).
 
     resume=True continues the run in out_dir (see `restore`); without it, a folder that holds a
-    run is refused. keep_all=True keeps a checkpoint for every improvement of the validation
+    run is refused. A folder with a run's results.json or checkpoints but no last.pt is refused
+    either way (FileExistsError): it cannot be resumed, and would be overwritten. An epoch whose
+    training or validation pass yields no image (every file failed to decode) raises ValueError
+    before anything of it is saved. keep_all=True keeps a checkpoint for every improvement of the validation
     loss (for a checkpoint analysis); False keeps only the best one, as best.pt.
     schedule: "constant" or "onecycle" with `warmup` (make_optimizer); its state is in last.pt,
     so a resumed run is exact. bf16=True trains under bfloat16 autocast on the CPU too (always on
@@ -264,6 +291,14 @@ def fit(
     last = out_dir / "last.pt"
     if last.exists() and not resume:
         raise FileExistsError(f"{out_dir}: already holds a run; resume it or choose another folder")
+    # A run's record or checkpoints without last.pt: a new run would replace its results.json and
+    # mix its checkpoints with the old ones, and it cannot be resumed.
+    held = sorted({p.name for g in ("results.json", "best.pt", "model-epoch-*.pt") for p in out_dir.glob(g)})
+    if held and not last.exists():
+        shown = ", ".join(held[:2]) + (f" and {len(held) - 2} more" if len(held) > 2 else "")
+        raise FileExistsError(
+            f"{out_dir}: holds a run ({shown}) but no last.pt, so it cannot be resumed: choose another folder"
+        )
     if last.exists():
         restore(last, run, model, opt, sched)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -387,7 +422,9 @@ def main(argv=None) -> int:
             return 0
     model, _ = checkpoints.load(checkpoints.best(run), device)
     label = models.label(a.model, options)
-    scores = metrics.evaluate_all({label: model, "gray baseline": metrics.gray_baseline}, loaders.val, device)
+    predictors = {label: model, "gray baseline": metrics.gray_baseline}
+    # the same record of skips as training's: a file that failed there is not named twice
+    scores = metrics.evaluate_all(predictors, loaders.val, device, run["skipped_during_training"])
     print(f"\nvalidation set, {scores[label]['n_images']} images (best checkpoint, epoch "
           f"{min(run['checkpoints'], key=lambda c: c['val_loss'])['epoch']}):")  # fmt: skip
     print(metrics.format_table(scores))

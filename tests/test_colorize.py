@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bad_inputs import png16
 from PIL import Image, ImageCms
 
-from lib import checkpoints, colorize, lab, train
+from lib import checkpoints, colorize, data, lab, train
 
 
 @pytest.fixture(scope="module")
@@ -41,20 +42,6 @@ def photo(w, h, seed=0) -> Image.Image:
     y, x = np.mgrid[0:h, 0:w]
     base = np.stack([255 * x / max(w - 1, 1), 255 * y / max(h - 1, 1), 128 + 0 * x], -1)
     return Image.fromarray(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8))
-
-
-def png16(arr: np.ndarray) -> bytes:
-    """A 16-bit PNG (gray or RGB) written by hand: Pillow cannot write 16-bit RGB."""
-    h, w, c = arr.shape
-    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
-
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 3: 2}[c], 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    )
 
 
 @pytest.mark.parametrize("size", [(1, 1), (300, 1), (1, 300), (17, 33), (640, 9), (123, 77)])
@@ -300,3 +287,169 @@ def test_vividness_is_refused_for_a_regression_checkpoint(checkpoint, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert "needs a classification head" in err[0] and "from 0 (faithful) to 1 (vivid)" in err[1]
     assert not (tmp_path / "x-colorized").exists()
+
+
+def test_an_output_never_lands_on_or_beside_an_input_through_a_link(checkpoint, tmp_path, capsys):
+    """An output folder holding a link into the inputs: with --overwrite the colorized file would
+    replace the input, with --format it would land in the input folder. Both are refused by the
+    one output check; the other photos are written."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    photo(40, 30).convert("L").save(src / "sub" / "x.png")
+    photo(30, 40).convert("L").save(src / "y.png")
+    out.mkdir()
+    (out / "sub").symlink_to(src / "sub", target_is_directory=True)
+    before = {p: sha(p) for p in src.rglob("*") if p.is_file()}
+    for extra in (["--overwrite"], ["--format", "jpg"]):
+        assert colorize.main([str(src), "--checkpoint", checkpoint, "--out", str(out), *extra]) == 1
+        err = capsys.readouterr().err
+        assert f"{src / 'sub' / 'x.png'}: skipped: its output would" in err and "Traceback" not in err
+        assert before == {p: sha(p) for p in src.rglob("*") if p.is_file()}  # inputs untouched
+    assert sorted(p.name for p in (src / "sub").iterdir()) == ["x.png"]  # nothing written beside it
+    assert (out / "y.png").is_file() and (out / "y.jpg").is_file()
+
+
+def test_links_in_the_inputs_are_read_and_named_as_links(checkpoint, tmp_path, capsys):
+    """A folder of links (to photos elsewhere) works, outputs named after the links; a broken
+    link is one named skip; neither stops the run."""
+    elsewhere, src = tmp_path / "elsewhere", tmp_path / "in"
+    elsewhere.mkdir()
+    src.mkdir()
+    photo(40, 30).convert("L").save(elsewhere / "real.png")
+    (src / "linked.png").symlink_to(elsewhere / "real.png")
+    (src / "broken.png").symlink_to(tmp_path / "gone.png")
+    photo(30, 40).convert("L").save(src / "plain.png")
+    assert colorize.main([str(src), "--checkpoint", checkpoint]) == 1
+    captured = capsys.readouterr()
+    out = tmp_path / "in-colorized"
+    assert sorted(p.name for p in out.iterdir()) == ["linked.png", "plain.png"]
+    with Image.open(out / "linked.png") as im:
+        assert im.size == (40, 30)
+    lines = [x for x in captured.err.splitlines() if "broken.png" in x]
+    assert len(lines) == 1 and "skipped" in lines[0] and "Traceback" not in captured.err
+
+
+def test_out_naming_a_file_is_a_usage_error(checkpoint, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    photo(40, 30).convert("L").save(src / "x.png")
+    (tmp_path / "out.png").write_bytes(b"mine")
+    for extra in ([], ["--overwrite"]):
+        assert (
+            colorize.main([str(src), "--checkpoint", checkpoint, "--out", str(tmp_path / "out.png"), *extra])
+            == 2
+        )
+        assert "is a file; give a folder" in capsys.readouterr().err
+    assert (tmp_path / "out.png").read_bytes() == b"mine"
+
+
+# --- hostile files: colorize decodes them as training and evaluation do ---------------------------
+
+
+def jpeg_with_exif(path: Path, img: Image.Image, ifd_entries) -> None:
+    """A JPEG whose APP1 EXIF block is written by hand, so that a tag can have the wrong type."""
+    tiff = b"MM" + struct.pack(">HI", 42, 8) + struct.pack(">H", len(ifd_entries))
+    for tag, kind, count, value in ifd_entries:
+        tiff += struct.pack(">HHI", tag, kind, count) + value
+    payload = b"Exif\x00\x00" + tiff + b"\0\0\0\0"
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=95)
+    jpeg = buf.getvalue()
+    path.write_bytes(jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:])
+
+
+def adobe_rgb_profile() -> bytes:
+    """The Adobe RGB (1998) profile of a real photo that ships with scikit-image (the rocket)."""
+    with Image.open(data.builtin_photo_path("rocket")) as im:
+        return im.info["icc_profile"]
+
+
+def make_hostile_folder(root: Path) -> dict[str, str]:
+    """Files that once crashed colorize or became wrong pictures: {name: "written" or the start of
+    the reason it is refused with}."""
+    root.mkdir()
+    # orientation 6 beside a WhitePoint stored as text, on which ImageOps.exif_transpose raised
+    jpeg_with_exif(
+        root / "wrong_tag.jpg", photo(48, 32, 1), [(0x0112, 3, 1, b"\0\6\0\0"), (0x013E, 2, 4, b"abc\0")]
+    )
+    # an orientation of the wrong type (text): ignored, as viewers do
+    jpeg_with_exif(root / "text_orientation.jpg", photo(48, 32, 2), [(0x0112, 2, 2, b"6\0\0\0")])
+    v16 = np.random.default_rng(3).integers(0, 65536, (24, 40), dtype=np.uint16)
+    Image.fromarray(v16.astype(np.int32), "I").save(root / "i32.tif")
+    Image.fromarray(v16.astype(np.float32) / 65535, "F").save(root / "float.tif")
+    frames = [photo(24, 24, i) for i in range(3)]
+    for name in ("pages.tif", "anim.gif", "anim.webp"):
+        frames[0].save(root / name, save_all=True, append_images=frames[1:])
+    still = Image.fromarray((np.arange(600).reshape(20, 30) % 4).astype(np.uint8), "P")
+    still.putpalette([0, 0, 0, 200, 30, 30, 30, 200, 30, 30, 30, 200])
+    still.save(root / "still.gif", transparency=0)  # palette entry 0 is transparent
+    (root / "eps.jpg").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nshowpage\n")
+    buf = io.BytesIO()
+    photo(64, 64, 5).save(buf, "JPEG")
+    forged = bytearray(buf.getvalue())
+    sof = forged.index(b"\xff\xc0")
+    forged[sof + 5 : sof + 9] = struct.pack(">HH", 7000, 9000)  # claims 9000x7000 = 63 MP
+    (root / "forged.jpg").write_bytes(bytes(forged))
+    photo(40, 30, 6).save(root / "adobe.png", icc_profile=adobe_rgb_profile())
+    photo(40, 30, 7).save(root / "junk_icc.png", icc_profile=b"not a profile" * 20)
+    return {
+        "wrong_tag.jpg": "written", "text_orientation.jpg": "written", "i32.tif": "written",
+        "still.gif": "written", "adobe.png": "written",
+        "float.tif": "32-bit floating-point pixels", "pages.tif": "3 frames", "anim.gif": "3 frames",
+        "anim.webp": "3 frames", "eps.jpg": "not a readable image: EPS is not a supported image format",
+        "forged.jpg": "truncated or forged", "junk_icc.png": "unreadable ICC colour profile",
+    }  # fmt: skip
+
+
+def test_hostile_files_are_read_or_refused_alike_by_every_command(checkpoint, tmp_path, capsys):
+    """No crash, no wrong picture: each file is colorized or refused with one line, and a refused
+    file is refused by training and evaluation with the very same reason."""
+    src = tmp_path / "hostile"
+    expected = make_hostile_folder(src)
+    assert colorize.main([str(src), "--checkpoint", checkpoint]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and ", 0 failed" in captured.out
+    out = tmp_path / "hostile-colorized"
+    sizes = {"wrong_tag.jpg": (32, 48), "text_orientation.jpg": (48, 32), "i32.tif": (40, 24)}
+    sizes |= {"still.png": (30, 20), "adobe.png": (40, 30)}
+    assert {p.name: Image.open(p).size for p in out.iterdir()} == sizes  # a GIF's output is a PNG
+    assert Image.open(out / "still.png").mode == "RGBA"  # its transparent entry kept as alpha
+    for name, outcome in expected.items():
+        lines = [x for x in captured.err.splitlines() if x.startswith(f"{src / name}: skipped: ")]
+        if outcome == "written":
+            assert lines == [], name
+            continue
+        assert len(lines) == 1 and lines[0].split(": skipped: ")[1].startswith(outcome), (name, lines)
+        # training and evaluation: the header check, else the decode in the data set
+        reason = data.check_header(src / name, min_side=1) or data.PhotoFolder(src, [name], 8)[0][1]
+        assert lines[0] == f"{src / name}: skipped: {reason}", name
+
+
+def test_a_gif_given_by_name_is_written_as_png(checkpoint, tmp_path):
+    photo(30, 20).convert("P").save(tmp_path / "a.gif")
+    assert colorize.main([str(tmp_path / "a.gif"), "--checkpoint", checkpoint]) == 0
+    with Image.open(tmp_path.parent / f"{tmp_path.name}-colorized" / "a.png") as im:
+        assert im.format == "PNG" and im.size == (30, 20)
+    assert colorize.output_suffix(".GIF", None) == ".png" and colorize.output_suffix("", None) == ".png"
+    assert colorize.output_suffix(".JPG", None) == ".JPG" and colorize.output_suffix(".gif", "JPG") == ".jpg"
+
+
+def test_an_adobe_rgb_photo_is_colorized_from_its_srgb_pixels_and_written_as_srgb(model, tmp_path):
+    """Its pixels are converted to sRGB before the lightness is taken (the model works in sRGB),
+    and the output, sRGB, carries no Adobe RGB profile to mislabel it."""
+    src = tmp_path / "in"
+    src.mkdir()
+    patches = np.array([[200, 150, 100], [100, 120, 180], [220, 60, 60], [40, 200, 200]], dtype=np.uint8)
+    raw = Image.fromarray(np.repeat(np.repeat(patches[None], 8, 0), 8, 1))
+    raw.save(src / "a.png", icc_profile=adobe_rgb_profile())
+    srgb = ImageCms.profileToProfile(
+        raw, io.BytesIO(adobe_rgb_profile()), ImageCms.createProfile("sRGB"),
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+    )  # fmt: skip
+    assert np.abs(lightness(srgb) - lightness(raw)).max() > 5  # the two readings differ
+    files, _ = colorize.expand_inputs([str(src)])
+    _, plan = colorize.plan_outputs(files, tmp_path / "out", None)
+    assert colorize.colorize_files(plan, model, 32, 1, side=False, overwrite=False)["written"] == 1
+    with Image.open(tmp_path / "out" / "a.png") as im:
+        assert "icc_profile" not in im.info
+        assert np.abs(lightness(im) - lightness(srgb)).max() <= 1.0

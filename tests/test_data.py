@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageCms, ImageFile
 
 from lib import data, datasets, lab
 
@@ -99,7 +99,7 @@ def test_list_images_recursive_filtered_sorted(tmp_path):
         (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / n).write_bytes(b"")
     expected = ["a.jpeg", "b.JPG", "c.png", "d.webp", "e.BMP", "f.tif", "g.TIFF"]
-    expected += ["sub/deep/h.Png", "sub/z.jpg"]
+    expected += ["sub/deep/h.Png", "sub/z.jpg", "x.gif"]  # GIF is read (a multi-frame one refused)
     assert data.list_images(tmp_path) == expected
     assert data.list_images(str(tmp_path)) == expected
 
@@ -359,6 +359,274 @@ def test_no_valid_image_raises_naming_folder(tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match=re.escape(str(empty))):
         data.make_loaders(empty, size=32, workers=0)
+
+
+# --- hostile files: the one decode path every command shares ------------------------------------
+
+
+def tiff_exif(entries) -> bytes:
+    """Raw big-endian EXIF (a TIFF header and one IFD) from (tag, type, count, 4-byte value) entries,
+    so that tests can write what Pillow would refuse to: tags of the wrong type."""
+    out = b"MM" + struct.pack(">HI", 42, 8) + struct.pack(">H", len(entries))
+    for tag, kind, count, value in entries:
+        out += struct.pack(">HHI", tag, kind, count) + value
+    return out + b"\0\0\0\0"
+
+
+def jpeg_with_app1(path: Path, arr: np.ndarray, payload: bytes) -> None:
+    """A JPEG of arr with an APP1 segment holding payload (an "Exif" block) right after SOI."""
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=95)
+    jpeg = buf.getvalue()
+    path.write_bytes(jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:])
+
+
+SHORT, ASCII, SSHORT = 3, 2, 8  # TIFF field types
+ORIENT_6 = (0x0112, SHORT, 1, b"\x00\x06\x00\x00")
+ARTIST = (0x013B, ASCII, 4, b"Ada\x00")
+
+
+def test_corrupt_exif_is_ignored_by_every_command(tmp_path):
+    """Unreadable EXIF, or an orientation of the wrong type, is ignored (pixels as stored, as a
+    viewer shows them); readable EXIF with a tag of the wrong type still orients the photo (that tag
+    made ImageOps.exif_transpose raise: training skipped the photo, colorize crashed)."""
+    a = gradient(32, 48, 0, (10, 120, 60))
+    exif = b"Exif\x00\x00"
+    cases = {
+        "garbage.jpg": (exif + rng(20).integers(0, 256, 60, dtype=np.uint8).tobytes(), (48, 32)),
+        "bad_header.jpg": (exif + b"MM\x00\x2a\xff\xff\xff\xff", (48, 32)),
+        # WhitePoint (0x013E) must be RATIONAL: as text it cannot be written back
+        "wrong_tag.jpg": (exif + tiff_exif([ORIENT_6, (0x013E, ASCII, 4, b"abc\x00")]), (32, 48)),
+        "text_orientation.jpg": (exif + tiff_exif([(0x0112, ASCII, 2, b"6\x00\x00\x00"), ARTIST]), (48, 32)),
+        "orientation_9.jpg": (exif + tiff_exif([(0x0112, SHORT, 1, b"\x00\x09\x00\x00"), ARTIST]), (48, 32)),
+        "orientation_minus_6.jpg": (exif + tiff_exif([(0x0112, SSHORT, 1, b"\xff\xfa\x00\x00")]), (48, 32)),
+    }
+    for name, (payload, viewed_size) in cases.items():
+        jpeg_with_app1(tmp_path / name, a, payload)
+        assert data.check_header(tmp_path / name, min_side=32) is None, name
+        with data.open_image(tmp_path / name) as im:
+            rgb = data.to_rgb(im)
+        assert rgb.size == viewed_size, name
+        if viewed_size == (48, 32):  # as stored: pixel for pixel the JPEG's own
+            assert np.abs(np.asarray(rgb, dtype=int) - a).mean() < 2, name
+    # what is left of the EXIF travels with the picture, when it can be written back
+    for name in ("text_orientation.jpg", "orientation_9.jpg"):
+        exif = Image.Exif()
+        exif.load(data.read_image(tmp_path / name).exif)
+        assert exif[0x013B] == "Ada" and 0x0112 not in exif, name
+    assert data.read_image(tmp_path / "wrong_tag.jpg").exif is None
+    assert data.read_image(tmp_path / "garbage.jpg").exif is None
+
+
+def test_16_bit_and_32_bit_gray_are_scaled_or_refused(tmp_path):
+    """16-bit samples keep their 8 high bits; 32-bit integers in 0-65535 are read as 16-bit (they
+    were clipped to 0-255: mostly white); other 32-bit integers and 32-bit floats (all black) are
+    refused, by the header check too, with the same reason."""
+    v16 = rng(21).integers(0, 65536, (24, 40), dtype=np.uint16)
+    Image.fromarray(v16).save(tmp_path / "i16.tif")
+    Image.fromarray(v16.astype(np.int32), "I").save(tmp_path / "i32.tif")
+    with Image.open(tmp_path / "i16.tif") as im, Image.open(tmp_path / "i32.tif") as im32:
+        assert im.mode == "I;16" and im32.mode == "I"
+    for name in ("i16.tif", "i32.tif"):
+        with data.open_image(tmp_path / name) as im:
+            rgb = np.asarray(data.to_rgb(im))
+        assert all(np.array_equal(rgb[..., c], (v16 >> 8).astype(np.uint8)) for c in range(3)), name
+
+    Image.fromarray(v16.astype(np.int32) * 16, "I").save(tmp_path / "i32_wide.tif")
+    with data.open_image(tmp_path / "i32_wide.tif") as im, pytest.raises(data.BadImage) as e:
+        data.to_rgb(im)
+    assert "outside 0-65535" in str(e.value) and f"to {int(v16.max()) * 16}" in str(e.value)
+
+    Image.fromarray(v16.astype(np.float32) / 65535, "F").save(tmp_path / "float.tif")
+    with pytest.raises(data.BadImage, match="floating-point") as e:
+        data.read_image(tmp_path / "float.tif")
+    assert data.check_header(tmp_path / "float.tif", min_side=1) == str(e.value)
+
+
+def save_frames(path: Path, n: int, **kw) -> None:
+    frames = [Image.fromarray(noise(24, 24, i)) for i in range(n)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], **kw)
+
+
+@pytest.mark.parametrize("name", ["pages.tif", "anim.gif", "anim.webp", "anim.png"])
+def test_multi_frame_files_are_refused_naming_the_frame_count(tmp_path, name):
+    save_frames(tmp_path / name, 3)
+    with Image.open(tmp_path / name) as im:
+        assert im.n_frames == 3  # precondition: Pillow sees the frames
+    reason = data.check_header(tmp_path / name, min_side=1)
+    assert reason is not None and reason.startswith("3 frames: animations and multi-page files")
+    with pytest.raises(data.BadImage) as e:
+        data.open_image(tmp_path / name)
+    assert str(e.value) == reason
+    save_frames(tmp_path / f"one_{name}", 1)  # one frame of the same format is read
+    assert data.check_header(tmp_path / f"one_{name}", min_side=1) is None
+
+
+def test_a_single_frame_gif_is_read_and_an_mpo_jpeg_is_its_first_picture(tmp_path):
+    pal = noise(24, 24, 22)
+    Image.fromarray(pal).quantize(64).save(tmp_path / "one.gif")
+    with Image.open(tmp_path / "one.gif") as im:
+        expected = np.asarray(im.convert("RGB"))
+    with data.open_image(tmp_path / "one.gif") as im:
+        assert np.array_equal(np.asarray(data.to_rgb(im)), expected)
+    # a camera JPEG with a preview (MPO, two pictures): the photo is the first, as viewers show
+    first, preview = gradient(64, 64, 0, (10, 120, 60)), gradient(64, 64, 2, (200, 0, 0))
+    Image.fromarray(first).save(
+        tmp_path / "mpo.jpg", "MPO", save_all=True, append_images=[Image.fromarray(preview)]
+    )
+    with Image.open(tmp_path / "mpo.jpg") as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    assert data.check_header(tmp_path / "mpo.jpg", min_side=32) is None
+    with data.open_image(tmp_path / "mpo.jpg") as im:
+        assert np.abs(np.asarray(data.to_rgb(im), dtype=int) - first).max() < 12
+
+
+def test_only_the_allowed_formats_are_opened(tmp_path):
+    """An EPS named .jpg is refused from its first bytes, naming its format: Pillow's EPS plugin
+    (which runs Ghostscript to decode) never opens it. The same for any format not on the list."""
+    (tmp_path / "eps.jpg").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nshowpage\n")
+    Image.fromarray(noise(40, 40, 24)).save(tmp_path / "ppm.png", "PPM")
+    Image.fromarray(noise(40, 40, 25)).save(tmp_path / "tga.jpg", "TGA")  # TGA has no magic bytes
+    for name, fmt in (("eps.jpg", "EPS"), ("ppm.png", "PPM")):
+        reason = data.check_header(tmp_path / name, min_side=1)
+        assert (
+            reason.startswith("not a readable image") and f"{fmt} is not a supported image format" in reason
+        )
+    assert data.check_header(tmp_path / "tga.jpg", min_side=1).startswith("not a readable image")
+    # the list drives the suffixes listed; each suffix is one of its formats in Pillow's own table
+    assert data.IMAGE_EXTENSIONS == {s for exts in data.IMAGE_FORMATS.values() for s in exts}
+    assert {Image.registered_extensions()[s] for s in data.IMAGE_EXTENSIONS} == set(data.IMAGE_FORMATS)
+
+
+def test_a_jpeg_too_short_for_its_header_is_refused_before_decoding(tmp_path):
+    """A 3 KB JPEG whose header claims 9000x7000 decodes, without an error, to 63 MP of gray (in
+    90 s). The byte count gives it away in the header check; a real flat JPEG, the most
+    compressible there is, passes."""
+    buf = io.BytesIO()
+    Image.fromarray(noise(64, 64, 26)).save(buf, "JPEG")
+    forged = bytearray(buf.getvalue())
+    sof = forged.index(b"\xff\xc0")
+    forged[sof + 5 : sof + 9] = struct.pack(">HH", 7000, 9000)  # height, width
+    (tmp_path / "forged.jpg").write_bytes(bytes(forged))
+    with Image.open(tmp_path / "forged.jpg") as im:
+        assert im.size == (9000, 7000)  # precondition: below the 64-MP cap
+    reason = data.check_header(tmp_path / "forged.jpg", min_side=32)
+    assert reason is not None and "9000x7000" in reason and f"{len(forged):,} bytes" in reason
+    Image.new("RGB", (2000, 2000), (90, 90, 90)).save(tmp_path / "flat.jpg", quality=1, optimize=True)
+    assert (tmp_path / "flat.jpg").stat().st_size < 2000 * 2000 / 150  # really that compressible
+    assert data.check_header(tmp_path / "flat.jpg", min_side=32) is None
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+def test_a_truncated_file_of_each_format_is_refused_on_decode(tmp_path, fmt):
+    buf = io.BytesIO()
+    Image.fromarray(noise(64, 64, 27)).save(buf, fmt)
+    (tmp_path / "cut").write_bytes(buf.getvalue()[: len(buf.getvalue()) * 3 // 4])
+    with pytest.raises(data.BadImage, match="cannot decode|not a readable image"):
+        data.read_image(tmp_path / "cut")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # nothing in lib relaxes Pillow's check
+
+
+# Adobe RGB (1998) -> sRGB, computed here from the published primaries (not by LittleCMS): its
+# gamma 563/256 and RGB -> XYZ matrix, then sRGB's inverse matrix and encoding (both D65).
+M_ADOBE = np.array([
+    [0.5767309, 0.1855540, 0.1881852], [0.2973769, 0.6273491, 0.0752741], [0.0270343, 0.0706872, 0.9911085]
+])  # fmt: skip
+M_SRGB = np.array([
+    [0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]
+])  # fmt: skip
+PATCHES = np.array([[200, 150, 100], [100, 120, 180], [128, 128, 128], [220, 60, 60], [40, 200, 200]])
+
+
+def adobe_to_srgb(v: np.ndarray) -> np.ndarray:
+    linear = np.clip((v / 255.0) ** (563 / 256) @ (np.linalg.inv(M_SRGB) @ M_ADOBE).T, 0, 1)
+    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.round(encoded * 255)
+
+
+def adobe_rgb_profile() -> bytes:
+    """The Adobe RGB (1998) profile of a real photo that ships with scikit-image (the rocket)."""
+    with Image.open(data.builtin_photo_path("rocket")) as im:
+        icc = im.info["icc_profile"]
+    assert b"Adobe RGB (1998)" in icc
+    return icc
+
+
+def test_an_icc_profile_is_converted_to_srgb(tmp_path):
+    """Adobe RGB pixels were read as if sRGB (up to 34 levels off); now they are converted, and the
+    picture keeps no profile. An sRGB profile keeps the pixels exactly (and is kept)."""
+    arr = np.repeat(PATCHES[None].astype(np.uint8), 4, 0)
+    Image.fromarray(arr).save(tmp_path / "adobe.png", icc_profile=adobe_rgb_profile())
+    with data.open_image(tmp_path / "adobe.png") as im:
+        rgb = np.asarray(data.to_rgb(im), dtype=int)
+    assert np.abs(rgb - adobe_to_srgb(arr.astype(float))).max() <= 1
+    assert data.read_image(tmp_path / "adobe.png").icc is None
+    with Image.open(data.builtin_photo_path("astronaut")) as im:
+        srgb = im.info["icc_profile"]
+    assert b"sRGB IEC61966-2.1" in srgb
+    Image.fromarray(noise(40, 40, 28)).save(tmp_path / "srgb.png", icc_profile=srgb)
+    picture = data.read_image(tmp_path / "srgb.png")
+    assert np.array_equal(np.asarray(picture.image), noise(40, 40, 28)) and picture.icc == srgb
+    # a gray image that kept an RGB profile (as Pillow's convert("L") leaves it) stays gray
+    Image.fromarray(noise(40, 40, 29)[..., 0]).save(tmp_path / "gray_srgb.png", icc_profile=srgb)
+    picture = data.read_image(tmp_path / "gray_srgb.png")
+    assert picture.image.mode == "L" and np.array_equal(np.asarray(picture.image), noise(40, 40, 29)[..., 0])
+
+
+def gray_icc_profile(gamma: float) -> bytes:
+    """A minimal ICC v2 gray display profile (white point D50, one gamma curve), written by hand:
+    Pillow can make RGB and Lab profiles only."""
+
+    def s15(x):  # s15Fixed16
+        return struct.pack(">i", round(x * 65536))
+
+    d50 = s15(0.9642) + s15(1.0) + s15(0.8249)
+    tags = {
+        b"wtpt": b"XYZ \0\0\0\0" + d50,
+        b"kTRC": b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)),
+    }
+    offset, table, body = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, payload in tags.items():
+        table += sig + struct.pack(">II", offset + len(body), len(payload))
+        body += payload + b"\0" * (-len(payload) % 4)
+    header = struct.pack(">I", offset + len(body)) + b"\0" * 4 + struct.pack(">I", 0x02100000)
+    header += b"mntrGRAYXYZ " + b"\0" * 12 + b"acsp" + b"\0" * 28 + d50
+    return header + b"\0" * (128 - len(header)) + struct.pack(">I", len(tags)) + table + body
+
+
+def test_a_gray_profile_converts_gray_pixels_to_srgb_and_keeps_them_gray(tmp_path):
+    """Gray with gamma 2.2 (as some scanners tag it) is darker than sRGB's curve in the shadows."""
+    v = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray(v).save(tmp_path / "gamma22.png", icc_profile=gray_icc_profile(2.2))
+    linear = (v / 255.0) ** (563 / 256)  # the curve as stored: u8Fixed8 2.2 = 563/256
+    expected = np.round(
+        255 * np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    )
+    assert np.abs(expected - v).max() > 5  # the two readings differ
+    with data.open_image(tmp_path / "gamma22.png") as im:
+        rgb = np.asarray(data.to_rgb(im), dtype=int)
+    assert all(np.abs(rgb[..., c] - expected).max() <= 1 for c in range(3))
+    picture = data.read_image(tmp_path / "gamma22.png")
+    assert picture.image.mode == "L" and picture.icc is None  # a gray profile cannot tag an RGB output
+    assert np.abs(np.asarray(picture.image, dtype=int) - expected).max() <= 1
+
+
+def test_an_unusable_icc_profile_is_refused(tmp_path):
+    """Without its profile a file's colours are unknown: a profile that cannot be parsed, or one
+    for other pixels (Lab on RGB), refuses the file, in training and evaluation as in colorize."""
+    Image.fromarray(noise(40, 40, 30)).save(tmp_path / "junk_icc.png", icc_profile=b"not a profile" * 20)
+    lab_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    Image.fromarray(noise(40, 40, 31)).save(tmp_path / "lab_icc.png", icc_profile=lab_icc)
+    for name, reason in (
+        ("junk_icc.png", "unreadable ICC colour profile"),
+        ("lab_icc.png", "for Lab pixels, not RGB"),
+    ):
+        with data.open_image(tmp_path / name) as im, pytest.raises(data.BadImage, match=reason):
+            data.to_rgb(im)
+    ds = data.PhotoFolder(tmp_path, ["junk_icc.png", "lab_icc.png"], 32)
+    reasons = [ds[0][1], ds[1][1]]
+    assert reasons[0].startswith("unreadable ICC colour profile (")
+    assert reasons[1] == "its ICC colour profile is for Lab pixels, not RGB"
 
 
 # --- the embedded photos ------------------------------------------------------------------------

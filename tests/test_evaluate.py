@@ -1,5 +1,6 @@
 """`python -m lib.evaluate`: every checkpoint and the gray baseline on any folder, bad files named."""
 
+import copy
 import json
 
 import numpy as np
@@ -35,7 +36,7 @@ def photo_folder(root):
     return root
 
 
-def test_scores_every_checkpoint_and_the_gray_baseline_and_names_bad_files(tmp_path, capsys):
+def test_scores_every_checkpoint_and_the_gray_baseline_and_names_bad_files(tmp_path, capsys, caplog):
     folder = photo_folder(tmp_path / "photos")
     mse = make_checkpoint(tmp_path / "mse.pt")
     cls = make_checkpoint(tmp_path / "cls.pt", head="classification")
@@ -44,7 +45,7 @@ def test_scores_every_checkpoint_and_the_gray_baseline_and_names_bad_files(tmp_p
     argv = [arg for c in (mse, cls, flat) for arg in ("--checkpoint", str(c))]
     argv += ["--data", str(folder), "--size", "64"]
     assert evaluate.main([*argv, "--workers", "0", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().out + caplog.text  # the table, and each skipped file's line
     record = json.loads(out.read_text())
     rows = record["metrics"]
     heads = ["resnet18 (classification)", "resnet18 (classification, λ=1)"]
@@ -129,3 +130,168 @@ def test_vividness_settings_split_parts_and_weights_are_recorded(tmp_path, capsy
     capsys.readouterr()
     assert evaluate.main(["--checkpoint", str(mse), *argv[2:], "--out", str(tmp_path / "x.json")]) == 2
     assert "needs a classification head" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def base_checkpoints():
+    """A real checkpoint of each head (resnet18, random weights), as checkpoints.make writes them."""
+    torch.manual_seed(0)
+    out = {}
+    for head in ("regression", "classification"):
+        options = {"head": head} if head == "classification" else {}
+        prior = {"ab_prior": torch.full((261,), 1 / 261).tolist()} if head == "classification" else {}
+        model = models.build_model("resnet18", **options)
+        out[head] = checkpoints.make(
+            model, "resnet18", options, 1, 0.1, {"source": "a test", "size": 32}, **prior
+        )
+    return out
+
+
+def first_float(sd):
+    return next(k for k, v in sd.items() if v.is_floating_point())
+
+
+def set_weight(value):
+    def change(c):
+        k = first_float(c["state_dict"])
+        c["state_dict"][k] = c["state_dict"][k].clone()
+        c["state_dict"][k].view(-1)[3] = value
+
+    return change
+
+
+# (case, head of the checkpoint it starts from, what is wrong with it): each torch.load accepts
+BAD_CHECKPOINTS = [
+    ("no-model", "regression", lambda c: c.pop("model")),
+    ("model-int", "regression", lambda c: c.update(model=18)),
+    ("no-options", "regression", lambda c: c.pop("options")),
+    ("options-list", "regression", lambda c: c.update(options=["head"])),
+    ("option-tensor", "classification", lambda c: c["options"].update(rebalance=torch.tensor(0.5))),
+    ("no-normalization", "regression", lambda c: c.pop("normalization")),
+    ("no-head", "regression", lambda c: c.pop("head")),
+    ("head-unknown", "regression", lambda c: c.update(head="colour")),
+    ("head-not-the-models", "regression", lambda c: c.update(head="classification")),
+    ("no-state-dict", "regression", lambda c: c.pop("state_dict")),
+    ("state-dict-list", "regression", lambda c: c.update(state_dict=list(c["state_dict"].values()))),
+    ("weight-a-list", "regression", lambda c: c["state_dict"].update(
+        {first_float(c["state_dict"]): c["state_dict"][first_float(c["state_dict"])].tolist()})),
+    ("weight-key-int", "regression", lambda c: c.update(
+        state_dict=dict(enumerate(c["state_dict"].values())))),
+    ("nan-weight", "regression", set_weight(float("nan"))),
+    ("inf-weight", "classification", set_weight(float("inf"))),
+    ("no-epoch", "regression", lambda c: c.pop("epoch")),
+    ("epoch-negative", "regression", lambda c: c.update(epoch=-1)),
+    ("epoch-str", "regression", lambda c: c.update(epoch="3")),
+    ("epoch-float", "regression", lambda c: c.update(epoch=1.5)),
+    ("epoch-tensor", "regression", lambda c: c.update(epoch=torch.zeros(3, 3))),  # a repr of 3 lines
+    ("no-val-loss", "regression", lambda c: c.pop("val_loss")),
+    ("val-loss-str", "regression", lambda c: c.update(val_loss="low")),
+    ("no-data", "regression", lambda c: c.pop("data")),
+    ("data-str", "regression", lambda c: c.update(data="photos/")),
+    ("data-size-negative", "regression", lambda c: c["data"].update(size=-1)),
+    ("data-size-str", "regression", lambda c: c["data"].update(size="abc")),
+    ("data-size-float", "regression", lambda c: c["data"].update(size=32.5)),
+    ("data-source-tensor", "regression", lambda c: c["data"].update(source=torch.zeros(2))),
+    ("working-size-zero", "regression", lambda c: c.update(working_size=0)),
+    ("working-size-str", "regression", lambda c: c.update(working_size="128")),
+    ("vividness-above-1", "classification", lambda c: c.update(vividness=1.5)),
+    ("vividness-str", "classification", lambda c: c.update(vividness="vivid")),
+    ("vividness-regression", "regression", lambda c: c.update(vividness=0.5)),
+    ("vividness-without-prior", "classification", lambda c: (c.pop("ab_prior"), c.update(vividness=0.5))),
+    ("ab-prior-short", "classification", lambda c: c.update(ab_prior=c["ab_prior"][:100])),
+    ("ab-prior-negative", "classification", lambda c: c["ab_prior"].__setitem__(0, -0.5)),
+    ("ab-prior-nan", "classification", lambda c: c["ab_prior"].__setitem__(0, float("nan"))),
+    ("ab-prior-str", "classification", lambda c: c.update(ab_prior="uniform")),
+    ("ab-prior-zeros", "classification", lambda c: c.update(ab_prior=[0.0] * 261)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, head, spoil", BAD_CHECKPOINTS, ids=[c[0] for c in BAD_CHECKPOINTS])
+def test_a_malformed_checkpoint_is_refused_in_one_line_by_evaluate_and_colorize(
+    base_checkpoints, tmp_path, capsys, case, head, spoil
+):
+    from lib import colorize
+
+    ckpt = copy.deepcopy(base_checkpoints[head])
+    spoil(ckpt)
+    path = tmp_path / f"{case}.pt"
+    torch.save(ckpt, path)
+    torch.load(path, weights_only=True)  # a file torch accepts: only our checks can refuse it
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(skdata.astronaut()).resize((48, 40)).save(tmp_path / "photos" / "a.png")
+    out = tmp_path / "scores.json"
+    argv = ["--checkpoint", str(path), "--data", str(tmp_path / "photos"), "--size", "32", "--workers", "0"]
+    capsys.readouterr()
+    assert evaluate.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: ") and "Traceback" not in err[0]
+    assert not out.exists()
+    assert (
+        colorize.main([str(tmp_path / "photos"), "--checkpoint", str(path), "--out", str(tmp_path / "c")])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"colorize: error: {path}: ")
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_checkpoint_without_data_description_is_scored(base_checkpoints, tmp_path):
+    """data = None is allowed (nothing is known of the training data): scored, trained_on None."""
+    ckpt = copy.deepcopy(base_checkpoints["regression"]) | {"data": None}
+    path = tmp_path / "no-data.pt"
+    torch.save(ckpt, path)
+    model, loaded = checkpoints.load(path)
+    assert loaded["data"] is None and model.training_size is None
+    folder = photo_folder(tmp_path / "photos")
+    out = tmp_path / "scores.json"
+    argv = ["--checkpoint", str(path), "--data", str(folder), "--size", "32", "--workers", "0"]
+    assert evaluate.main([*argv, "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["checkpoints"]["resnet18"]["trained_on"] is None
+    assert record["metrics"]["resnet18"]["n_images"] == 5
+
+
+def test_a_model_whose_colours_are_nan_is_refused_not_scored(base_checkpoints, tmp_path, capsys):
+    """Finite but huge weights overflow to NaN colours: an error naming the file, no results."""
+    ckpt = copy.deepcopy(base_checkpoints["regression"])
+    ckpt["state_dict"] = {
+        k: v * 1e8 if v.is_floating_point() and k.endswith("weight") and v.dim() == 4 else v
+        for k, v in ckpt["state_dict"].items()
+    }
+    path = tmp_path / "overflow.pt"
+    torch.save(ckpt, path)
+    checkpoints.load(path)  # finite weights: a loadable checkpoint
+    folder = photo_folder(tmp_path / "photos")
+    for f in ("gray.png", "empty.jpg", "truncated.jpg"):  # their log lines would go to stderr too
+        (folder / f).unlink()
+    out = tmp_path / "scores.json"
+    argv = ["--checkpoint", str(path), "--data", str(folder), "--size", "32", "--workers", "0"]
+    capsys.readouterr()
+    assert evaluate.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: ") and "NaN" in err[0]
+    assert not out.exists()
+
+
+def test_a_folder_where_no_photo_decodes_is_one_error_line(tmp_path, capsys, caplog):
+    """Files that pass the header check but fail to decode, and nothing else: exit 2, each file
+    named, one error line, no traceback, no results file."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    good = io_jpeg()
+    (photos / "cut.jpg").write_bytes(good[: len(good) // 3])
+    argv = ["--checkpoint", "reference", "--data", str(photos), "--workers", "0", "--size", "64"]
+    assert evaluate.main([*argv, "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"error: {photos}: no photo could be scored (1 skipped)" in err
+    named = (err + caplog.text).splitlines()
+    assert sum(str(photos / "cut.jpg") in line for line in named) == 1
+    assert not (tmp_path / "x.json").exists()
+
+
+def io_jpeg() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).resize((200, 200)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()

@@ -211,3 +211,91 @@ def test_a_finished_command_line_run_is_picked_up_by_a_notebook(builtin_root, tm
     _, run = train.fit("resnet18", loaders, out, epochs=2, lr=0.001, resume=True, progress=False)
     assert [h["epoch"] for h in run["history"]] == [1, 2]
     assert before == {p.name: p.stat().st_mtime_ns for p in out.iterdir()}  # nothing retrained
+
+
+def test_a_folder_with_a_run_that_cannot_be_resumed_is_refused(tiny_loaders, tmp_path):
+    """A run record or checkpoints without last.pt: a new run would overwrite results.json and mix
+    its checkpoints with the old ones, so it is refused, with or without resume."""
+    old = tmp_path / "old"
+    train.fit("resnet18", tiny_loaders, old, epochs=1, progress=False)
+    (old / "last.pt").unlink()
+    (old / "results.json").write_text('{"model": "resnet18"}')
+    only_record = tmp_path / "record"
+    only_record.mkdir()
+    (only_record / "results.json").write_text("{}")
+    only_best = tmp_path / "best"
+    train.fit("resnet18", tiny_loaders, only_best, epochs=1, keep_all=False, progress=False)
+    (only_best / "last.pt").unlink()
+    for folder in (old, only_record, only_best):
+        before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+        for resume in (False, True):
+            with pytest.raises(FileExistsError, match="no last.pt.*cannot be resumed: choose another folder"):
+                train.fit("resnet18", tiny_loaders, folder, epochs=1, lr=0.01, resume=resume, progress=False)
+        assert before == {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("a folder with no run in it is fine")
+    _, run = train.fit("original_cnn", tiny_loaders, empty, epochs=1, progress=False)
+    assert (empty / "last.pt").exists() and len(run["history"]) == 1
+
+
+def pool_with_parts(root, gray_parts, photo_mode="RGB"):
+    """A pool root/p of 12 training and 4 dev photos and its split file: the photos of
+    `gray_parts` have no colour, saved as RGB (they pass the header check, and fail while
+    decoding: "no colour") or in photo_mode "L" (the header check refuses them)."""
+    from skimage import data as skdata
+
+    (root / "p").mkdir(parents=True)
+    sources = [skdata.astronaut(), skdata.coffee(), skdata.chelsea()]
+    wanted, i = {"train": 12, "dev": 4, "held-out": 0}, 0
+    while any(wanted.values()):
+        name, i = f"{i:03d}.png", i + 1
+        part = data.split_part(f"p/{name}", 0)  # the names fill the parts as wanted
+        if not wanted[part]:
+            continue
+        wanted[part] -= 1
+        im = Image.fromarray(sources[i % 3]).resize((48 + i, 48))
+        if part in gray_parts:
+            im = im.convert("L") if photo_mode == "L" else im.convert("L").convert("RGB")
+        im.save(root / "p" / name)
+    data.write_split(root, ["p"], root / "split.tsv", seed=0, pattern="*.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    "part, purpose, head",
+    [
+        ("dev", "validation", "regression"),
+        ("train", "training", "regression"),
+        ("train", "training", "classification"),
+    ],
+)  # a classifier meets its training photos first in the colour prior's pass
+def test_a_run_whose_images_all_fail_to_decode_stops_with_one_line_and_no_checkpoint(
+    tmp_path, capsys, part, purpose, head
+):
+    pool = pool_with_parts(tmp_path / "pool", {part})
+    out = tmp_path / "run"
+    argv = ["--data", str(pool), "--split", str(pool / "split.tsv"), "--size", "32", "--epochs", "1"]
+    argv += ["--head", head]
+    capsys.readouterr()
+    assert train.main([*argv, "--workers", "0", "--out", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    n = len(data.split_files(pool, pool / "split.tsv", part))
+    assert len(err) == 1 and f"no {purpose} image" in err[0] and f"{n} file(s) failed" in err[0]
+    assert f"{n} no colour" in err[0] and str(pool) in err[0]
+    assert not list(out.glob("*.pt")) and not (out / "results.json").exists()
+
+
+def test_a_split_part_with_no_usable_file_is_named_with_what_was_skipped(tmp_path, capsys):
+    pool = pool_with_parts(tmp_path / "pool", {"dev"}, photo_mode="L")
+    n = len(data.split_files(pool, pool / "split.tsv", "dev"))
+    with pytest.raises(ValueError) as e:
+        data.make_loaders(pool, 32, 8, split_file=pool / "split.tsv", workers=0)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(f"{pool}: no usable colour image for validation")
+    assert "dev part" in message and f"{n} file(s) skipped ({n} grayscale image)" in message
+    out = tmp_path / "run"
+    argv = ["--data", str(pool), "--split", str(pool / "split.tsv"), "--size", "32", "--workers", "0"]
+    assert train.main([*argv, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: {message}"
+    assert not out.exists()
