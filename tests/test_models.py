@@ -1,5 +1,7 @@
 """The three models: faithful parameter counts, shapes, and the details that make them what they are."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -233,3 +235,24 @@ def test_inference_runs_in_float32_whatever_the_callers_autocast():
             inside = predict_ab(model, l)
             assert model(l).dtype == torch.bfloat16  # the context is really on
     assert inside.dtype == torch.float32 and torch.equal(inside, plain)
+
+
+def test_the_pretrained_encoder_comes_from_torchvisions_cache_offline(tmp_path, monkeypatch):
+    """pretrained=True reads torchvision's ImageNet weights where torchvision keeps them
+    (TORCH_HOME/hub/checkpoints/); a state dict placed there is used, with conv1 summed over RGB."""
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # no network: fail at once, not hang
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    with pytest.raises(RuntimeError, match="pretrained ResNet-18 weights") as e:
+        ResNet18Colorizer(pretrained=True)
+    assert "\n" not in str(e.value) and "checkpoints" in str(e.value)
+    torch.manual_seed(1)
+    imagenet = torchvision.models.resnet18()  # stands in for the published file
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True, exist_ok=True)  # the failed download made it
+    torch.save(imagenet.state_dict(), cache / Path(weights.url).name)
+    model = ResNet18Colorizer(pretrained=True)
+    summed = imagenet.conv1.weight.detach().sum(dim=1, keepdim=True)
+    assert torch.equal(model.encoder.conv1.weight.detach(), summed)
+    assert torch.equal(model.encoder.layer2[0].conv1.weight, imagenet.layer2[0].conv1.weight)

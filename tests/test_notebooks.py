@@ -2,7 +2,10 @@
 
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -165,3 +168,63 @@ def test_a_failing_notebook_stops_the_run_and_names_the_cell(tmp_path, photo_fol
     ran = [c for c in partial["cells"] if c["cell_type"] == "code" and c["execution_count"]]
     assert len(ran) >= 4  # the cells before the failure kept their outputs
     assert not (tmp_path / "run" / "02_EditedCNN.ipynb").exists()
+
+
+def test_the_full_profile_runs_end_to_end_at_its_real_sizes(tmp_path):
+    """The GPU server's path (make run PROFILE=full) at its real image sizes, 256 and 224 px, with
+    tiny counts: a change that breaks it fails here, on a CPU, before it meets a GPU."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:300, 0:320] / 300
+    for i in range(10):
+        c0, c1 = rng.uniform(0, 255, (2, 3))
+        img = c0 * (1 - x[..., None]) + c1 * x[..., None] + 30 * np.sin(8 * y)[..., None]
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(photos / f"p{i}.jpg", quality=90)
+    overrides = {"dataset": str(photos), "max_images": 10, "val_size": 3, "epochs": 1, "batch_size": 4}
+    overrides |= {"n_samples": 2, "workers": 0}
+    out = pipeline.run("full", tmp_path / "run", overrides, pdf=False)
+    comparison = json.loads((out / "results" / "comparison.json").read_text())
+    assert comparison["params"]["eval_size"] == 256
+    assert all(m["n_images"] == 3 for m in comparison["metrics"].values())
+    for name, size in [("original_cnn", 256), ("edited_cnn", 256), ("resnet18", 224)]:
+        record = json.loads((out / "results" / f"{name}.json").read_text())
+        assert record["params"]["image_size"] == size and record["data"]["size"] == size
+    heads = json.loads((out / "results" / "heads.json").read_text())
+    assert all(math.isfinite(v) for m in heads["metrics"].values() for v in m.values())
+    assert len(list((out / "html").glob("*.html"))) == 5
+
+
+def test_the_colab_cell_clones_the_project_and_lib_imports_from_the_clone(tmp_path):
+    """The first cell, run where `google.colab` is importable (a stub) with the repository URL
+    pointing at a local clone: it clones, finds nothing to install (the packages are here, and
+    there is no network), and `lib` imports from the clone afterwards."""
+    cells = {"".join(json.loads(p.read_text())["cells"][1]["source"]) for p in NOTEBOOKS}
+    assert len(cells) == 1  # the same cell in every notebook
+    stub = tmp_path / "stub" / "google" / "colab"
+    stub.mkdir(parents=True)
+    (stub.parent / "__init__.py").write_text("")
+    (stub / "__init__.py").write_text("")
+    home = tmp_path / "content" / "bw-colorization"
+    script = (
+        "import google.colab\n" + cells.pop() + "\nimport lib.data, os\nprint(lib.data.__file__, os.getcwd())"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "stub"), "BW_COLORIZATION_URL": str(ROOT)}
+    env["BW_COLORIZATION_HOME"] = str(home)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported, cwd = done.stdout.split()
+    assert Path(imported).is_relative_to(home) and Path(cwd) == home / "notebooks"
+    assert (home / "lib" / "weights" / "reference.pt").is_file()  # the clone carries the model
+    env["BW_COLORIZATION_HOME"] = str(tmp_path / "elsewhere")
+    env["BW_COLORIZATION_URL"] = str(tmp_path / "no-such-repository")
+    failed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (
+        failed.returncode != 0
+        and "could not clone" in failed.stderr
+        and "upload the project" in failed.stderr
+    )
