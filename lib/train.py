@@ -81,6 +81,25 @@ def make_optimizer(model, settings: dict, steps: int):
     return opt, sched
 
 
+def run_to_resume(out_dir: Path, resume: bool) -> Path | None:
+    """The last.pt to resume from, or None for a new run. A folder that holds a run is never
+    written over: without resume=True it is refused, and so is one that holds a run's record or
+    checkpoints but no last.pt (it cannot be resumed, and a new run would replace its
+    results.json and mix its checkpoints with the old ones). FileExistsError, one line."""
+    last = out_dir / "last.pt"
+    if last.exists():
+        if not resume:
+            raise FileExistsError(f"{out_dir}: already holds a run; resume it or choose another folder")
+        return last
+    held = sorted({p.name for g in ("results.json", "best.pt", "model-epoch-*.pt") for p in out_dir.glob(g)})
+    if held:
+        shown = ", ".join(held[:2]) + (f" and {len(held) - 2} more" if len(held) > 2 else "")
+        raise FileExistsError(
+            f"{out_dir}: holds a run ({shown}) but no last.pt, so it cannot be resumed: choose another folder"
+        )
+    return None
+
+
 def restore(last: Path, run: dict, model, opt, sched) -> None:
     """Load last.pt into the model, optimizer, scheduler and run record, after checking that it
     is the same run: the same model, options, data and settings (only more epochs, and those not
@@ -288,18 +307,7 @@ def fit(
     }  # fmt: skip
 
     # Resume, or start in a folder that holds no run.
-    last = out_dir / "last.pt"
-    if last.exists() and not resume:
-        raise FileExistsError(f"{out_dir}: already holds a run; resume it or choose another folder")
-    # A run's record or checkpoints without last.pt: a new run would replace its results.json and
-    # mix its checkpoints with the old ones, and it cannot be resumed.
-    held = sorted({p.name for g in ("results.json", "best.pt", "model-epoch-*.pt") for p in out_dir.glob(g)})
-    if held and not last.exists():
-        shown = ", ".join(held[:2]) + (f" and {len(held) - 2} more" if len(held) > 2 else "")
-        raise FileExistsError(
-            f"{out_dir}: holds a run ({shown}) but no last.pt, so it cannot be resumed: choose another folder"
-        )
-    if last.exists():
+    if last := run_to_resume(out_dir, resume):
         restore(last, run, model, opt, sched)
     out_dir.mkdir(parents=True, exist_ok=True)
     set_colour_prior(model, run, loaders.train, device)
