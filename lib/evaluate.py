@@ -95,6 +95,13 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # What this command writes must never land on a photo it reads (colorize's one output check).
+    photos = [Path(a.data, f) for f in data.list_images(a.data)]
+    inputs = colorize.Inputs(frozenset(p.resolve() for p in photos), ())
+    for target in (out, out.with_name(f"{out.stem}_photos.png")):
+        if conflict := colorize.output_conflict(target, inputs):
+            print(f"error: --out {out}: {conflict}", file=sys.stderr)
+            return 2
     where = f"{a.data}, the {a.part} part of {a.split}" if a.split else a.data
     print(f"{len(loader.dataset)} photos from {where} (shorter side {a.resize or a.size}, centre crop "
           f"{a.size}), {len(skipped)} skipped; {device}")  # fmt: skip

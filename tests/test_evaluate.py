@@ -295,3 +295,15 @@ def io_jpeg() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(skdata.astronaut()).resize((200, 200)).save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def test_out_never_replaces_a_photo_it_scores(tmp_path, capsys):
+    photos = photo_folder(tmp_path / "photos")
+    before = (photos / "photo0.jpg").read_bytes()
+    argv = ["--checkpoint", "reference", "--data", str(photos), "--workers", "0", "--overwrite"]
+    for out in (photos / "photo0.jpg", photos / "photo0_photos.png"):
+        if out.suffix == ".png":
+            Image.fromarray(skdata.coffee()).save(out)
+        assert evaluate.main([*argv, "--out", str(out)]) == 2
+        assert "its output would replace an input" in capsys.readouterr().err
+    assert (photos / "photo0.jpg").read_bytes() == before
