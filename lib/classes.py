@@ -239,7 +239,7 @@ def vividness_setting(vividness: float) -> tuple[float, float]:
     changed class balance). So one trained model serves every setting, whatever lambda it was
     trained with. Why not the temperature alone: a lower T moves each pixel toward its most likely
     colour, and for a model trained without rebalancing that is a grayish one, so a lower T alone
-    made the colours duller, not more vivid (README, "Model card").
+    made the colours duller, not more vivid (lib/weights/README.md, the full model card).
     """
     if not 0 <= vividness <= 1:
         raise ValueError(f"vividness must be between 0 (faithful) and 1 (vivid), got {vividness}")

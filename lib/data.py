@@ -745,6 +745,25 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
+def _first_process_first(make):
+    """make()'s result; under torchrun the first process runs it while the others wait at a barrier,
+    then they run it too and find its work done (a built or fetched data set), rather than all
+    writing the same files at once. The first one's error, if any, is raised after the barrier (the
+    others must not wait for ever); the others then try themselves, and fail likewise."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return make()
+    first, done, error = torch.distributed.get_rank() == 0, None, None
+    if first:
+        try:
+            done = make()
+        except Exception as e:
+            error = e
+    torch.distributed.barrier()
+    if error is not None:
+        raise error
+    return done if first else make()
+
+
 def make_loaders(
     source="builtin",
     size: int = 64,
@@ -759,15 +778,29 @@ def make_loaders(
     pin_memory: bool = False,
     split_file=None,
     crop_scale: float = 0.08,
+    data_root=None,
+    fetch_options: dict | None = None,
 ) -> Loaders:
-    """Train and val loaders over the embedded photos ("builtin") or any folder of colour photos.
+    """Train and val loaders over the embedded photos ("builtin"), a public data set by name (a key
+    of lib.datasets.DATASETS: "places205-test", "places365-val") or any folder of colour photos.
+
+    A name is fetched on first use by lib.datasets (progress bar, size and checksum checks; a
+    broken places205-test download resumes) into `data_root`/<name> (default
+    lib.datasets.DEFAULT_ROOT, the repository's data/); later calls find it extracted and download
+    nothing. Its photo folder is then used as any folder; the description's "source" is the name
+    and its "folder" that folder. A name wins over a folder of the same name in the working
+    directory (write ./places205-test for that). `fetch_options`: keyword arguments for
+    lib.datasets.fetch (url: a mirror; size, timeout), as for a test's local server. A fetch that
+    fails raises ValueError "<name>: <lib.datasets' one-line reason>"; a source that is neither a
+    name nor a folder, FileNotFoundError listing the names.
 
     For a folder, the split is by file (each file is its own source photo): `val_size` of the
     files, chosen by `rank(files, seed)`. `max_images` keeps the first N valid files of that same
     order, so a bigger N keeps the smaller run's files. For "builtin", train/ and val/ are already
     split by photo; the set is built in `builtin_root` (default DEFAULT_BUILTIN_ROOT) if missing,
-    under torchrun by the first process while the others wait. With `split_file` (see
-    write_split), the folder's "train" part trains and its "dev" part validates (val_size is
+    under torchrun by the first process while the others wait (a named set too: fetch it first
+    with `make data` where that takes longer than the process group's timeout). With `split_file`
+    (see write_split), the folder's "train" part trains and its "dev" part validates (val_size is
     unused); no held-out file is ever read.
     crop_scale: the smallest share of a photo's area a training crop covers (augment="crop").
     """
@@ -784,22 +817,22 @@ def make_loaders(
         why = ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda rn: -rn[1]))
         return f"{len(skips)} file(s) skipped" + (f" ({why})" if why else "")
 
+    named = {}
+    if str(source) in datasets.DATASETS:
+        name, data_root = str(source), Path(data_root or datasets.DEFAULT_ROOT)
+        try:
+            source = _first_process_first(lambda: datasets.fetch(name, data_root, **(fetch_options or {})))
+        except (datasets.FetchError, OSError) as e:  # OSError: disk full, permissions
+            # ValueError: what the commands catch and print as one "error: ..." line
+            raise ValueError(f"{name}: {' '.join(str(e).split())}") from None
+        named = {"source": name, "folder": str(Path(source).resolve())}
+    elif str(source) != "builtin" and not Path(source).is_dir():
+        names = ", ".join(["builtin", *datasets.DATASETS])
+        raise FileNotFoundError(f"{source}: no such folder, nor a data set name ({names})")
+
     if str(source) == "builtin":
         root = Path(builtin_root or DEFAULT_BUILTIN_ROOT)
-        built, error = None, None
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # Under torchrun the first process builds it while the others wait, rather than all
-            # building it at once. The first one's error, if any, is raised after the barrier (the
-            # others must not wait for ever); the others then try themselves, and fail likewise.
-            if torch.distributed.get_rank() == 0:
-                try:
-                    built = build_builtin(root, seed=0)
-                except Exception as e:
-                    error = e
-            torch.distributed.barrier()
-        if error is not None:
-            raise error
-        built = built or build_builtin(root, seed=0)
+        built = _first_process_first(lambda: build_builtin(root, seed=0))
         train_files, skip_t = scan(
             root, rank([f"train/{f}" for f in list_images(root / "train")], seed), size, max_images
         )
@@ -828,6 +861,7 @@ def make_loaders(
         train_files, val_files = split(good, val_size)
         skip_t, skip_v, where = [], [], ((root, ""), (root, ""))  # split() leaves both parts a file
         desc = {"source": str(root.resolve())}
+    desc |= named
     for files, skips, (folder, part), purpose in (
         (train_files, skip_t, where[0], "training"),
         (val_files, skip_v, where[1], "validation"),

@@ -3,6 +3,9 @@
     make data DATASET=places205-test        # the original's photos: 41,000 JPEGs of 256x256, 2.3 GB
     python -m lib.datasets places365-val [--root data] [--url MIRROR]
 
+Training takes the names too (lib.data.make_loaders, `python -m lib.train --data places205-test`,
+a notebook's `dataset`): the set is fetched here on first use, and found extracted after that.
+
 places205-test is the archive the original project used. Its server publishes no checksum, so we
 check its size, record its SHA-256 once it has downloaded whole and extracted cleanly
 (data/places205-test/download.json), and check every later run against that record: a changed
@@ -302,11 +305,14 @@ def fetch_places365(root=DEFAULT_ROOT, url: str = PLACES365_URL) -> Path:
 DATASETS = {"places205-test": fetch_places205, "places365-val": fetch_places365}
 
 
-def fetch(name: str, root=DEFAULT_ROOT, url: str | None = None) -> Path:
-    """Fetch data set `name` (a key of DATASETS) into root/name; return the folder of its photos."""
+def fetch(name: str, root=DEFAULT_ROOT, url: str | None = None, **options) -> Path:
+    """Fetch data set `name` (a key of DATASETS) into root/name; return the folder of its photos.
+
+    `url`: a mirror (see main's --url); `options`: the data set's function's other keyword arguments
+    (fetch_places205: size, timeout), as for a test's local server."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
-    return DATASETS[name](root, **({"url": url} if url else {}))
+    return DATASETS[name](root, **({"url": url} if url else {}), **options)
 
 
 # --- command line ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ So that no code need tell them apart, each head has `kind` ("regression" or "cla
 `to_ab(output, size, vividness)` (the model's output -> ab at `size`) and `loss(output, ab)`.
 Any network takes either head: `build_model(name, head="classification", rebalance=..., ...)`.
 
-A new network is one class here, registered in MODELS (README, "Add a model").
+A new network is one class here, registered in MODELS (README, "Train, score, and add a model").
 """
 
 from collections import OrderedDict

@@ -1,7 +1,7 @@
 """What the original 2022 notebooks reported, and, reproduced on purpose, what they really computed.
 
 The numbers are the ones printed in the original notebooks, their PDF exports and slides (EliGithe/
-Adv-ML-Project; see README "How this differs from the original"). The notebooks put them next to
+Adv-ML-Project; see README, "How this differs from the original's claims"). The notebooks put them next to
 ours; they are never used to compute anything of ours.
 """
 

@@ -354,7 +354,10 @@ def main(argv=None) -> int:
         help=f"classification head: bins that share a pixel's soft target (default {classes.NEIGHBOURS})",
     )  # fmt: skip
     p.add_argument(
-        "--data", default="builtin", help="'builtin' (the embedded photos) or a folder of colour photos"
+        "--data",
+        default="builtin",
+        help="'builtin' (the embedded photos), a folder of colour photos, or places365-val / places205-test "
+        "(fetched into data/ on first use)",
     )
     p.add_argument(
         "--builtin-root", type=Path, default=data.DEFAULT_BUILTIN_ROOT, metavar="DIR",

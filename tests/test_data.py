@@ -361,6 +361,16 @@ def test_no_valid_image_raises_naming_folder(tmp_path):
         data.make_loaders(empty, size=32, workers=0)
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_a_source_that_is_neither_a_folder_nor_a_name_lists_the_names(tmp_path, split):
+    names = "builtin, places205-test, places365-val"
+    kw = {"split_file": tmp_path / "split.csv"} if split else {}
+    for source in ("places205", tmp_path / "nope"):
+        with pytest.raises(FileNotFoundError, match=f"^{re.escape(str(source))}: .*{names}"):
+            data.make_loaders(source, size=32, workers=0, data_root=tmp_path, **kw)
+    assert list(tmp_path.iterdir()) == []  # nothing fetched, nothing created
+
+
 # --- hostile files: the one decode path every command shares ------------------------------------
 
 

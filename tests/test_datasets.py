@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from lib import datasets
+from lib import data, datasets, train
 
 ARCHIVE = datasets.PLACES205_URL.rsplit("/", 1)[1]
 MARKER = datasets.MARKER
@@ -333,3 +334,49 @@ def test_cli_entry_point(tmp_path, closed_port):
     run = subprocess.run([sys.executable, "-m", "lib.datasets", *args], capture_output=True, text=True)
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.count("\n") == 1 and run.stderr.startswith("error: cannot reach")
+
+
+# --- by name, through lib.data.make_loaders ----------------------------------------------------------
+
+
+def test_make_loaders_fetches_a_named_set_on_first_use_only(server, tmp_path):
+    body = photos_archive(n=4)
+    server.files[ARCHIVE] = body
+    mirror = {"url": server.url(ARCHIVE), "size": len(body)}
+    kw = dict(batch_size=2, workers=0, val_size=1, data_root=tmp_path, fetch_options=mirror)
+    loaders = data.make_loaders("places205-test", 16, **kw)
+    photos = tmp_path / "places205-test" / "testSet_resize"
+    assert sorted(p.name for p in photos.iterdir()) == [f"0_{i:02d}.jpg" for i in range(4)]
+    d = loaders.description
+    assert d["source"] == "places205-test" and d["folder"] == str(photos.resolve())
+    assert (d["n_train"], d["n_val"], d["skipped"]) == (3, 1, [])
+    shapes = [(tuple(b.shape), b.dtype, bad) for b, bad in loaders.train]
+    assert shapes == [((2, 3, 16, 16), torch.uint8, []), ((1, 3, 16, 16), torch.uint8, [])]
+    (val, bad), *rest = list(loaders.val)
+    assert val.shape == (1, 3, 16, 16) and not bad and not rest
+    assert server.ranges == [None]
+    before = tree(tmp_path)
+    again = data.make_loaders("places205-test", 16, **kw)  # found extracted: no request, nothing written
+    assert server.ranges == [None] and tree(tmp_path) == before
+    assert again.description == d
+
+
+@pytest.mark.parametrize("name", ["places205-test", "places365-val"])
+def test_make_loaders_gives_a_failed_download_as_one_line(tmp_path, closed_port, name):
+    mirror = {"url": f"http://127.0.0.1:{closed_port}/{ARCHIVE if name == 'places205-test' else ''}"}
+    mirror |= {"size": 100} if name == "places205-test" else {}
+    with pytest.raises(ValueError, match=f"^{name}: cannot reach .*refused") as e:
+        data.make_loaders(name, 16, workers=0, data_root=tmp_path, fetch_options=mirror)
+    assert "\n" not in str(e.value)
+
+
+def test_train_command_prints_a_failed_fetch_as_one_error_line(tmp_path, monkeypatch, capsys):
+    """python -m lib.train --data places205-test, with a corrupt archive where the download goes."""
+    folder = tmp_path / "places205-test"
+    folder.mkdir()
+    (folder / ARCHIVE).write_bytes(photos_archive()[:-200])  # as a broken download would leave it
+    monkeypatch.setattr(datasets, "DEFAULT_ROOT", tmp_path)
+    argv = ["--data", "places205-test", "--size", "16", "--workers", "0", "--out", str(tmp_path / "run")]
+    assert train.main(argv) == 2
+    assert "corrupt, not a readable tar archive" in one_error(capsys)
+    assert not (tmp_path / "run").exists()

@@ -7,13 +7,27 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from lib import checkpoints, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Where each table lives: README is the five-minute read, the model's own page holds its full
+# model card, the results folder's page holds the experiments behind notebook 5.
+README = ROOT / "README.md"
+MODEL_CARD = ROOT / "lib" / "weights" / "README.md"
+RESULTS_PAGE = ROOT / "figures" / "results" / "README.md"
+
+
 def result(name: str) -> dict:
     return json.loads((ROOT / "figures" / "results" / name).read_text())
+
+
+def table(name: str) -> str:
+    """The Markdown table `lib.metrics.format_table` prints for a results file's metrics."""
+    return metrics.format_table(result(name)["metrics"], markdown=True)
 
 
 def conda_pip_list() -> list[str]:
@@ -44,17 +58,34 @@ def test_readme_names_the_two_commands_and_ci_runs_the_tests():
     assert re.search(r"^test: \$\(VENV\)/\.installed", makefile, re.M)
 
 
+def test_readme_is_a_five_minute_read():
+    """README stays short (at most 2,500 words, as `str.split` counts them); the rest lives on
+    the model's and the results' own pages, which README links to."""
+    text = README.read_text()
+    assert len(text.split()) <= 2500, f"README.md: {len(text.split())} words, at most 2,500"
+    assert "](lib/weights/README.md)" in text and "](figures/results/README.md)" in text
+
+
+def test_readme_pages_link_only_to_files_that_exist():
+    """Every relative link or image of the three Markdown pages points at a file of the project."""
+    for page in (README, MODEL_CARD, RESULTS_PAGE):
+        targets = re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+        local = [t.split("#")[0] for t in targets if "://" not in t and not t.startswith("#")]
+        assert local, f"{page}: no relative links"
+        missing = [t for t in local if not (page.parent / t).exists()]
+        assert not missing, f"{page.relative_to(ROOT)}: links to missing files: {missing}"
+
+
 def test_readme_results_table_is_the_reference_runs():
     """Every number of README's results table comes from figures/results/comparison.json."""
-    path = ROOT / "figures" / "results" / "comparison.json"
-    scores = json.loads(path.read_text())["metrics"]
-    assert metrics.format_table(scores, markdown=True) in (ROOT / "README.md").read_text()
+    assert table("comparison.json") in README.read_text()
 
 
-def test_readme_heads_table_is_the_evaluation_on_real_photos():
-    """The two heads' scores on real photos come from what `python -m lib.evaluate` wrote."""
+def test_results_readme_heads_tables_are_the_evaluation_on_real_photos():
+    """The two heads' scores on real photos (figures/results/README.md) come from what
+    `python -m lib.evaluate` wrote."""
     record = result("heads_photos.json")
-    readme = (ROOT / "README.md").read_text()
+    readme = RESULTS_PAGE.read_text()
     assert metrics.format_table(record["metrics"], markdown=True) in readme
     assert record["protocol"] == {"resize": 256, "crop": 256}
     assert all(r["n_images"] == 264 for r in record["metrics"].values())
@@ -79,9 +110,31 @@ def test_readme_heads_table_is_the_evaluation_on_real_photos():
     assert run["settings"]["epochs"] == 12 and run["data"]["n_train"] == 2375
 
 
-def test_readme_speed_figures_are_the_benchmarks():
+def test_results_readme_targets_of_issue_6_are_computed_from_the_heads_evaluation():
+    m = result("heads_photos.json")["metrics"]
+    mse, cls, gray = m["resnet18"], m["resnet18 (classification)"], m["gray baseline"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    cf, dcf = cls["colourfulness"] / mse["colourfulness"], cls["delta_cf"] / mse["delta_cf"]
+    rows = [
+        f"| classification colourfulness ≥ 1.5× the MSE head's | {cls['colourfulness']:.1f} vs "
+        f"{mse['colourfulness']:.1f}: **{cf:.2f}×** | {verdict(cf >= 1.5)} |",
+        f"| classification AuC ≥ the gray baseline's | **{cls['auc']:.4f}** vs {gray['auc']:.4f} | "
+        f"{verdict(cls['auc'] >= gray['auc'])} |",
+        f"| classification ΔCF ≤ half the MSE head's | {cls['delta_cf']:.1f} vs {mse['delta_cf']:.1f}: "
+        f"**{dcf:.2f}×** | {verdict(dcf <= 0.5)} |",
+    ]
+    page = RESULTS_PAGE.read_text()
+    assert all(row in page for row in rows), [row for row in rows if row not in page]
+
+
+@pytest.mark.parametrize("page", [README, RESULTS_PAGE], ids=["README", "results-page"])
+def test_readme_speed_figures_are_the_benchmarks(page):
+    """README's speed table and the full one on the results page both show the benchmarks' files."""
     bench = result("bench_colorize.json")
-    readme = (ROOT / "README.md").read_text()
+    readme = page.read_text()
     assert f"**{bench['big']['seconds']:.2f} s**" in readme
     assert f"**{bench['big']['peak_rss_mb']:.0f} MB**" in readme
     assert f"**{bench['folder']['images_per_s']:.1f} photos/s**" in readme
@@ -130,10 +183,11 @@ def test_results_record_the_commit_that_was_imported_not_a_later_one(tmp_path):
 
 def test_readme_reference_model_figures_are_its_held_out_and_dev_evaluations():
     """The shipped model's numbers in README come from `python -m lib.evaluate` on the held-out
-    part of the split only; its settings were chosen on the dev part; it trained >= 90 minutes."""
+    part of the split only; its settings were chosen on the dev part (the tables of its model
+    card, lib/weights/README.md); it trained >= 90 minutes."""
     from lib import data, datasets
 
-    readme = (ROOT / "README.md").read_text()
+    readme, card = README.read_text(), MODEL_CARD.read_text()
     split = ROOT / "data" / "splits" / "photos.tsv"
     _, rows = data.read_split(split)
     held = result("reference_heldout.json")
@@ -146,13 +200,40 @@ def test_readme_reference_model_figures_are_its_held_out_and_dev_evaluations():
     assert held["protocol"] == {"resize": 256, "crop": 256}
     assert all(r["n_images"] == sum(p == "held-out" for p, *_ in rows) for r in held["metrics"].values())
     assert {c["sha256"] for c in held["checkpoints"].values()} == {checkpoints.REFERENCE_SHA256}
-    for name in ("reference_dev_vividness.json", "reference_candidates_dev.json"):
+    dev_files = ["reference_dev_vividness.json", "reference_dev_vividness_fine.json"]
+    for name in [*dev_files, "reference_candidates_dev.json"]:
         dev = result(name)
-        assert dev["split"]["part"] == "dev" and metrics.format_table(dev["metrics"], markdown=True) in readme
+        assert dev["split"]["part"] == "dev" and metrics.format_table(dev["metrics"], markdown=True) in card
     run = result("reference_train.json")
     assert run["data"]["n_train"] == 6015 and run["data"]["split"]["sha256"] == datasets.sha256(split)
     assert sum(h["seconds"] for h in run["history"]) >= 90 * 60
-    assert f"{sum(h['seconds'] for h in run['history']) / 60:.0f} minutes" in readme
+    minutes = f"{sum(h['seconds'] for h in run['history']) / 60:.0f} minutes"
+    assert minutes in readme and minutes in card
+
+
+def test_readme_targets_of_issue_11_are_computed_from_the_held_out_evaluation():
+    """README's met / not met table: every number and verdict from reference_heldout.json."""
+    m = result("reference_heldout.json")["metrics"]
+    faithful, default, gray = m["reference (vividness 0)"], m["reference (vividness 0.1)"], m["gray baseline"]
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+
+    cf, dcf = default["colourfulness"] / default["colourfulness_true"], default["delta_cf"] / gray["delta_cf"]
+    rows = [
+        f"| faithful: AuC ≥ gray's + 0.015 | {faithful['auc']:.4f} vs {gray['auc']:.4f}: "
+        f"{faithful['auc'] - gray['auc']:+.4f} | {verdict(faithful['auc'] - gray['auc'] >= 0.015)} |",
+        f"| faithful: PSNR ≥ gray's + 0.5 dB | {faithful['psnr']:.2f} vs {gray['psnr']:.2f} dB: "
+        f"{faithful['psnr'] - gray['psnr']:+.2f} | {verdict(faithful['psnr'] - gray['psnr'] >= 0.5)} |",
+        f"| default: colourfulness ≥ 0.8 × the photos' own | {default['colourfulness']:.1f} vs "
+        f"{default['colourfulness_true']:.1f}: {cf:.2f}× | {verdict(cf >= 0.8)} |",
+        f"| default: ΔCF ≤ 0.4 × gray's | {default['delta_cf']:.1f} vs {gray['delta_cf']:.1f}: {dcf:.2f}× | "
+        f"{verdict(dcf <= 0.4)} |",
+        f"| default: AuC ≥ gray's − 0.005 | {default['auc']:.4f} vs {gray['auc']:.4f}: "
+        f"{default['auc'] - gray['auc']:+.4f} | {verdict(default['auc'] - gray['auc'] >= -0.005)} |",
+    ]
+    readme = README.read_text()
+    assert all(row in readme for row in rows), [row for row in rows if row not in readme]
 
 
 def test_inference_imports_no_training_code():
@@ -165,9 +246,10 @@ def test_inference_imports_no_training_code():
 
 
 def test_readme_training_curve_of_the_reference_model_is_its_results_file():
-    record = json.loads((ROOT / "figures" / "results" / "reference_dev_epochs.json").read_text())
+    """The model card's "where the curve flattens" table (lib/weights/README.md)."""
+    record = result("reference_dev_epochs.json")
     rows, gray = record["metrics"], record["metrics"]["gray baseline"]["auc"]
-    readme = (ROOT / "README.md").read_text()
+    readme = MODEL_CARD.read_text()
     faithful_rows = [k for k in record["checkpoints"] if k.endswith("(vividness 0)")]
     assert len(faithful_rows) == 6
     for name in faithful_rows:
