@@ -79,8 +79,8 @@ def setup(namespace: dict, augment: str | None = "crop") -> Notebook:
     )  # fmt: skip
     trained = f"{loaders.description['n_train']} training, " if loaders else ""
     skipped = f", {len(loaders.description['skipped'])} files skipped" if loaders else ""
-    print(f"device: {device}; {trained}{len(held_out.dataset)} held-out images{skipped}; "
-          f"results go to {nb.out.resolve()}")  # fmt: skip
+    print(f"device: {device}; {trained}{len(held_out.dataset)} held-out images{skipped}")
+    print(f"results go to {nb.out.resolve()}")
     return nb
 
 

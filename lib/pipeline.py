@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -32,10 +32,25 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = ["01_OriginalCNN", "02_EditedCNN", "03_ResNet18", "04_Comparison", "05_Classification"]
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"  # the one config jupyter-server-mathjax ships
-# On paper, long code lines wrap instead of being cut off at the page edge.
 # The template loads require.js from a CDN for interactive widgets; these notebooks have none.
 REMOTE_SCRIPT = re.compile(r'<script src="https?://[^"]*"[^>]*>\s*</script>\s*')
-PRINT_CSS = "<style>@media print { pre { white-space: pre-wrap !important; } }</style>"
+# On paper (A4 or Letter, whichever the printer uses), 12 mm margins and no prompt column (the
+# "In [4]:" counts mean nothing to a reader): an 88-column code line (the notebooks' format) fits
+# the code block at 12 px (9 pt; DejaVu Sans Mono, 0.6 em a character: 477 of A4's 512 pt), and
+# 105 columns of what a cell prints at 10 px; pre-wrap is only the safety net for longer lines.
+# Charts print at the size they were drawn (for_readers gives each image its width in inches;
+# lib.plots draws at most 6.4 in wide), scaled down to the output area (about 7.1 in) if wider,
+# and are never split across pages.
+PRINT_CSS = """<style>
+@page { margin: 12mm; }
+@media print {
+  :root { --jp-code-font-size: 12px; --jp-cell-prompt-width: 0px; }
+  .jp-InputPrompt, .jp-OutputPrompt { display: none; }
+  pre { white-space: pre-wrap !important; }
+  .jp-OutputArea-output pre { font-size: 10px; }
+  img, .jp-OutputArea-output { break-inside: avoid; page-break-inside: avoid; max-width: 100%; }
+}
+</style>"""
 
 
 def load_profile(name: str) -> dict:
@@ -50,8 +65,11 @@ def check_dataset(profile: dict, overrides: dict, name: str) -> None:
     dataset = overrides.get("dataset", profile.get("dataset"))
     if dataset is None:
         raise ValueError(f"profile {name} needs a folder of photos: --data DIR (make run DATA=DIR)")
-    if dataset != "builtin" and not Path(dataset).is_dir():
-        raise FileNotFoundError(f"{dataset}: no such folder")
+    from lib import datasets  # the names of the public sets, fetched on first use
+
+    if dataset != "builtin" and dataset not in datasets.DATASETS and not Path(dataset).is_dir():
+        names = ", ".join(["builtin", *datasets.DATASETS])
+        raise FileNotFoundError(f"{dataset}: no such folder, nor a data set name ({names})")
 
 
 def parameters_for(notebook: str, profile: dict, overrides: dict) -> dict:
@@ -80,8 +98,85 @@ def execute(notebook: str, out_dir: Path, parameters: dict) -> Path:
     return dst
 
 
+def for_readers(nb):
+    """The executed notebook `nb` (an nbformat node, changed in place and returned) as the exports
+    show it: the Colab cell (the first code cell, the one that mentions google.colab), the
+    `parameters` cell and papermill's `injected-parameters` cell make way for one Markdown box,
+    "How this run was made": every parameter (papermill's injected value, else the parameters
+    cell's default; bold where the run set it), the code's commit (results.CODE_COMMIT), the device
+    (the set-up's printed "device: ..." line, else the `device` parameter resolved here) and
+    papermill's start time (UTC) and duration. Each PNG output gets the width it was drawn at (its
+    pixels over its recorded dpi, in CSS px of 1/96 in), so that a chart prints at its own size,
+    fonts at their size (lib.plots), instead of at 96 pixels an inch. The .ipynb keeps every cell."""
+    import ast
+    import base64
+    import io
+
+    import nbformat
+    from PIL import Image
+
+    from lib import checkpoints
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for out in (o for c in code for o in c.get("outputs", []) if "image/png" in o.get("data", {})):
+        with Image.open(io.BytesIO(base64.b64decode(out.data["image/png"]))) as png:
+            dpi, meta = (
+                png.info.get("dpi", (0,))[0],
+                out.setdefault("metadata", {}).setdefault("image/png", {}),
+            )
+            if dpi > 0 and "width" not in meta:  # a retina image has its width already
+                meta["width"] = round(png.width * 96 / dpi)
+    colab = [c for c in code[:1] if "google.colab" in c.source]
+    tagged = [c for c in code if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+    dropped = {id(c) for c in colab + tagged}  # by identity: two cells may read the same
+    if not dropped:
+        return nb
+    defaults = {}
+    for cell in (c for c in tagged if "parameters" in c.metadata.get("tags", [])):
+        try:
+            body = ast.parse(cell.source).body
+        except SyntaxError:  # e.g. IPython magics: the injected values are still shown
+            body = []
+        for stmt in body:
+            if (
+                isinstance(stmt, ast.Assign)
+                and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)
+            ):
+                try:
+                    defaults[stmt.targets[0].id] = ast.literal_eval(stmt.value)
+                except (ValueError, TypeError):  # not a literal: show its source
+                    defaults[stmt.targets[0].id] = ast.get_source_segment(cell.source, stmt.value)
+    run = nb.metadata.get("papermill", {})
+    injected = dict(run.get("parameters", {}))
+    shown = [
+        f"**`{k}={v!r}`**" if k in injected else f"`{k}={v!r}`" for k, v in (defaults | injected).items()
+    ]
+    streams = (o for c in code if id(c) not in dropped for o in c.get("outputs", []) if "text" in o)
+    printed = (re.search(r"^device: ([^;\n]+)", o["text"], re.M) for o in streams)
+    device = next((m.group(1) for m in printed if m), None)
+    if device is None:
+        device = str(checkpoints.pick_device((defaults | injected).get("device", "auto")))
+    commit = results.CODE_COMMIT
+    commit = f"`{commit[:12]}`" + (" (with uncommitted changes)" if commit.endswith("-dirty") else "")
+    when = ""
+    if run.get("start_time"):
+        start = datetime.fromisoformat(run["start_time"]).astimezone(UTC)
+        took = f", {run['duration']:.0f} s" if run.get("duration") is not None else ""
+        when = f", {start:%Y-%m-%d %H:%M:%S} UTC{took}"
+    box = nbformat.v4.new_markdown_cell(
+        f"> **How this run was made.** Code at commit {commit}, run on {device}{when}. "
+        "Parameters (bold: set for this run; the rest are the notebook's defaults): " + ", ".join(shown) + "."
+    )
+    at = next(i for i, c in enumerate(nb.cells) if id(c) in dropped)
+    nb.cells = [c for c in nb.cells if id(c) not in dropped]
+    nb.cells.insert(at, box)
+    return nb
+
+
 def export_html(ipynb: Path, html_dir: Path) -> Path:
-    """Self-contained HTML; formulas use html_dir/mathjax/, copied there once (no CDN)."""
+    """Self-contained HTML of an executed notebook as a reader gets it (for_readers); formulas use
+    html_dir/mathjax/, copied there once (no CDN)."""
     import jupyter_server_mathjax
     import nbformat
     from nbconvert import HTMLExporter
@@ -90,7 +185,7 @@ def export_html(ipynb: Path, html_dir: Path) -> Path:
     if not mathjax.exists():
         shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", mathjax)
     exporter = HTMLExporter(mathjax_url=f"mathjax/MathJax.js?config={MATHJAX_CONFIG}")
-    body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
+    body, _ = exporter.from_notebook_node(for_readers(nbformat.read(ipynb, as_version=4)))
     body = REMOTE_SCRIPT.sub("", body).replace("</head>", f"{PRINT_CSS}</head>", 1)
     return results.write_atomic(html_dir / f"{ipynb.stem}.html", lambda tmp: tmp.write_text(body, "utf-8"))
 
@@ -172,7 +267,10 @@ def publish(run_dir: Path, figures_dir: Path = REPO / "figures") -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lib.pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="quick", help="quick, full, or a path to a YAML profile")
-    p.add_argument("--data", default=None, help="a folder of colour photos (sets `dataset`)")
+    p.add_argument(
+        "--data", default=None,
+        help="a folder of colour photos, or places365-val / places205-test (fetched on first use): `dataset`",
+    )  # fmt: skip
     p.add_argument("--out", default=None, help="run folder (default: runs/<profile>-<time>)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     p.add_argument("--no-pdf", action="store_true", help="skip the PDF export")

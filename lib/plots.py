@@ -33,6 +33,17 @@ LABELS = {
 # and gray, which would pass for the known models' colours.
 PALETTE = ("#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 ORIGINAL = "#7b241c"  # the original notebook's own published numbers
+# Sizes for paper. The PDF export prints a chart at its own size, or scaled to the output area's
+# width (about 6.6 in on A4 and Letter, lib.pipeline's print CSS) when wider: charts are drawn at
+# most WIDTH inches wide and HEIGHT tall (a page's text height is about 10 in; a chart is never
+# split), so a font's size is its printed size and 8 pt is the smallest. DPI keeps photos and
+# lines sharp at that size (the notebook's inline images are drawn at the figure's dpi too).
+WIDTH = 6.4
+HEIGHT = 8.5
+DPI = 150
+GAP = 0.08  # inches between photos
+TITLE = 0.42  # inches above a photo for its title: two lines at 9 pt
+SMALLEST_PHOTO = 1.1  # inches: photo_row starts a second row rather than print its photos smaller
 
 
 def label(name: str) -> str:
@@ -55,7 +66,7 @@ def save_figure(fig, path, data) -> Path:
     the PNG path. Data that cannot be written raises before either file is touched."""
     path = Path(path).with_suffix(".png")
     text = json.dumps(data, indent=1, default=float)
-    results.write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    results.write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight"))
     results.write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
     return path
 
@@ -67,7 +78,7 @@ def loss_curves(histories: dict, title: str, reference: dict | None = None):
     ((a, b)/128, the original CNN's), so curves from different models are comparable.
     `reference` maps a label to a list of per-epoch losses to draw in black (e.g. the original's).
     """
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.8), dpi=DPI)
     for name, losses in (reference or {}).items():
         ax.plot(range(1, len(losses) + 1), losses, ":x", color="k", ms=4, label=name)
     for name, hist in histories.items():
@@ -86,7 +97,7 @@ def loss_curves(histories: dict, title: str, reference: dict | None = None):
 def checkpoint_analysis(rows: list[dict], name: str = "resnet18"):
     """Validation loss and evaluation time of each saved checkpoint of model `name` (rows from the
     notebook: epoch, val_loss, seconds)."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.8), dpi=DPI)
     epochs = [r["epoch"] for r in rows]
     ax.plot(epochs, [r["val_loss"] for r in rows], "-o", color=colour(name), label="val loss")
     ax.set(xlabel="checkpoint epoch", ylabel="val MSE on (a, b)/128 (all val images)")
@@ -104,25 +115,26 @@ def checkpoint_analysis(rows: list[dict], name: str = "resnet18"):
 
 def comparison_bars(scores: dict, registry=metrics.REGISTRY):
     """One small bar chart per column metric of `registry` (lib.metrics.Metric entries), in its
-    order, four to a row, then a cell explaining the arrows. `scores` maps a model name to
-    lib.metrics.evaluate output. A metric whose "<key>_true" is in the scores (colourfulness)
-    gets the ground truth's value as a dotted line."""
+    order, two to a row (five models' values and names fit at 8 pt), then a cell explaining the
+    arrows. `scores` maps a model name to lib.metrics.evaluate output. A metric whose
+    "<key>_true" is in the scores (colourfulness) gets the ground truth's value as a dotted line."""
     names = list(scores)
     columns = [m for m in registry if m.column]
-    rows = math.ceil((len(columns) + 1) / 4)  # + 1: the legend cell
-    fig, axes = plt.subplots(rows, 4, figsize=(12, 2.6 * rows), squeeze=False)
+    rows = math.ceil((len(columns) + 1) / 2)  # + 1: the legend cell
+    fig, axes = plt.subplots(rows, 2, figsize=(WIDTH, min(2.1 * rows, HEIGHT)), dpi=DPI, squeeze=False)
     for ax, m in zip(axes.flat, columns, strict=False):
         vals = [scores[n][m.key] for n in names]
         ax.bar(range(len(names)), vals, color=[colour(n) for n in names])
         if f"{m.key}_true" in scores[names[0]]:
             truth = scores[names[0]][f"{m.key}_true"]
             ax.axhline(truth, color="k", ls=":", lw=1, label="ground truth")
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=8)
         hint = "" if m.higher is None else (" ↑" if m.higher else " ↓")
         ax.set_title(m.label + hint, fontsize=9)
-        ax.set_xticks(range(len(names)), [label(n) for n in names], rotation=30, fontsize=7)
+        ax.set_xticks(range(len(names)), [label(n) for n in names], rotation=30, ha="right", fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
         for i, v in enumerate(vals):
-            ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=7)
+            ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
         ax.margins(y=0.15)
     for ax in axes.flat[len(columns) :]:
         ax.axis("off")
@@ -140,51 +152,83 @@ def _hwc_uint8(rgb: torch.Tensor) -> np.ndarray:
 
 
 def image_grid(columns: dict, title: str | None = None, cell: float = 1.6):
-    """Rows of images: `columns` maps a column title to an (N, 3, H, W) RGB batch."""
+    """Rows of images: `columns` maps a column title to an (N, 3, H, W) RGB batch. `cell` is each
+    image's size in inches, at most: smaller when the grid would be wider than WIDTH or taller
+    than HEIGHT, so that it prints whole and its 8-pt titles print at 8 pt."""
     titles, batches = list(columns), [_hwc_uint8(b) for b in columns.values()]
     n = len(batches[0])
-    fig, axes = plt.subplots(n, len(titles), figsize=(cell * len(titles), cell * n), squeeze=False)
+    cell = min(cell, WIDTH / len(titles), (HEIGHT - 0.6) / n)  # 0.6 in: titles
+    fig, axes = plt.subplots(n, len(titles), figsize=(cell * len(titles), cell * n), dpi=DPI, squeeze=False)
     for j, (t, imgs) in enumerate(zip(titles, batches, strict=True)):
         for i in range(n):
             axes[i, j].imshow(imgs[i])
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
-        axes[0, j].set_title(textwrap.fill(t, 16), fontsize=8)
+        axes[0, j].set_title(textwrap.fill(t, max(10, int(cell * 14))), fontsize=8)  # ~14 chars an inch
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def photo_row(images: dict, height: float = 3.2):
-    """PIL images of one photo side by side (any sizes), titled by the dict's keys."""
-    widths = [im.width / im.height for im in images.values()]
-    fig, axes = plt.subplots(1, len(images), figsize=(height * sum(widths), height), width_ratios=widths)
-    for ax, (title, im) in zip(axes, images.items(), strict=True):
-        ax.imshow(im, cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255)
-        ax.set_title(title, fontsize=9)
+def _photo_figure(rows: int, widths: list, height: float, titled_rows: bool):
+    """A figure of rows x len(widths) photo cells `height` inches tall (widths: each column's
+    width / height), GAP apart, with TITLE inches above the first row (above every row when
+    `titled_rows`); laid out exactly, so no title takes room from the photos. Returns fig, axes."""
+    row_gap = TITLE if titled_rows else GAP
+    fig_w = height * sum(widths) + GAP * (len(widths) - 1)
+    fig_h = TITLE + rows * height + (rows - 1) * row_gap
+    grid = dict(left=0, right=1, bottom=0, top=1 - TITLE / fig_h, hspace=row_gap / height)
+    grid["wspace"] = GAP / (height * sum(widths) / len(widths))  # a share of the mean cell width
+    fig, axes = plt.subplots(
+        rows, len(widths), figsize=(fig_w, fig_h), width_ratios=widths, dpi=DPI, squeeze=False,
+        gridspec_kw=grid,
+    )  # fmt: skip
+    for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
+    return fig, axes
+
+
+def _photo(ax, title: str | None, im, width: float) -> None:
+    """One PIL image in its cell, titled in lines that fit the cell's `width` (inches) at 9 pt."""
+    ax.imshow(im, cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255)
+    if title is not None:
+        ax.set_title(textwrap.fill(title, max(8, int(width * 13))), fontsize=9)  # ~13 characters an inch
+
+
+def photo_row(images: dict, height: float = 3.2):
+    """PIL images of one photo side by side (any sizes), titled by the dict's keys. `height` (in
+    inches) is at most: lower when the row would be wider than WIDTH; when that would make them
+    smaller than SMALLEST_PHOTO, they continue on a second row (and more), in the same order."""
+    widths = [im.width / im.height for im in images.values()]
+    n, rows = len(images), 1
+    while True:
+        per_row = math.ceil(n / rows)
+        columns = widths if rows == 1 else [max(widths)] * per_row  # more rows: cells of one size
+        fits = min(height, (WIDTH - GAP * (per_row - 1)) / sum(columns))
+        if fits >= SMALLEST_PHOTO or per_row == 1:
+            break
+        rows += 1
+    fig, axes = _photo_figure(rows, columns, fits, titled_rows=True)
+    for ax, (title, im), w in zip(axes.flat, images.items(), widths, strict=False):
+        _photo(ax, title, im, fits * w)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
     return fig
 
 
 def photo_grid(rows: list[dict], height: float = 2.2):
     """Several photos, one row each: every row a dict {column title: PIL image} with the same
-    titles (each row's images of one size); the titles head the first row."""
+    titles (each row's images of one size); the titles head the first row. `height` (in inches,
+    a row's) is at most: lower when the grid would be wider than WIDTH (not for many rows: a grid
+    of evaluate --show is a file to view, not a page)."""
     widths = [im.width / im.height for im in rows[0].values()]
-    fig, axes = plt.subplots(
-        len(rows), len(widths), figsize=(height * sum(widths), height * len(rows)),
-        width_ratios=widths, squeeze=False,
-    )  # fmt: skip
+    height = min(height, (WIDTH - GAP * (len(widths) - 1)) / sum(widths))
+    fig, axes = _photo_figure(len(rows), widths, height, titled_rows=False)
     for i, row in enumerate(rows):
-        for ax, (title, im) in zip(axes[i], row.items(), strict=True):
-            ax.imshow(im, cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255)
-            if i == 0:
-                ax.set_title(textwrap.fill(title, 24), fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.tight_layout()
+        for ax, (title, im), w in zip(axes[i], row.items(), widths, strict=True):
+            _photo(ax, title if i == 0 else None, im, height * w)
     return fig
 
 
@@ -218,16 +262,16 @@ def colour_bins(bins: torch.Tensor, prior: torch.Tensor | None = None, lightness
         shade = np.full((size, size), np.nan)
         shade[ij[:, 1], ij[:, 0]] = np.log10(np.maximum(np.asarray(prior, dtype=float), 1e-7))
         panels.append(("prior", shade))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), dpi=DPI, squeeze=False)
     half = step / 2
     for ax, (kind, img) in zip(axes[0], panels, strict=True):
         shown = ax.imshow(img, origin="lower", extent=(-120 - half, 120 + half, -120 - half, 120 + half),
                           cmap="viridis" if kind == "prior" else None)  # fmt: skip
         if kind == "prior":
             fig.colorbar(shown, ax=ax, label="log10 share of training pixels")
-            ax.set_title("how often each bin occurs (the prior)")
+            ax.set_title("how often each bin occurs\n(the prior)", fontsize=10)
         else:
-            ax.set_title(f"{len(bins)} colour bins (shown at L* = {lightness:g})")
+            ax.set_title(f"{len(bins)} colour bins\n(shown at L* = {lightness:g})", fontsize=10)
         ax.set_xlabel("a*  (green - red)")
         ax.set_ylabel("b*  (blue - yellow)")
     fig.tight_layout()
@@ -237,19 +281,21 @@ def colour_bins(bins: torch.Tensor, prior: torch.Tensor | None = None, lightness
 def lab_channels(rgb: torch.Tensor):
     """One photo as the model sees it: L (the input) and a, b (what it must predict)."""
     x = lab.rgb_to_lab(rgb[:1])[0]
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
+    fig, axes = plt.subplots(2, 2, figsize=(5.4, 4.6), dpi=DPI, layout="constrained")  # aligned columns
+    axes = list(axes.flat)  # reading order: photo, L; a, b
     axes[0].imshow(_hwc_uint8(rgb[:1])[0])
-    axes[0].set_title("colour photo")
+    axes[0].set_title("colour photo", fontsize=10)
     axes[1].imshow(x[0], cmap="gray", vmin=0, vmax=100)
-    axes[1].set_title("L: lightness (input)")
-    im = axes[2].imshow(x[1], cmap="RdYlGn_r", vmin=-80, vmax=80)
-    axes[2].set_title("a: green (-) to red (+)")
-    axes[3].imshow(x[2], cmap="coolwarm", vmin=-80, vmax=80)
-    axes[3].set_title("b: blue (-) to yellow (+)")
+    axes[1].set_title("L: lightness (input)", fontsize=10)
+    shown_a = axes[2].imshow(x[1], cmap="RdYlGn_r", vmin=-80, vmax=80)
+    axes[2].set_title("a: green (-) to red (+)", fontsize=10)
+    shown_b = axes[3].imshow(x[2], cmap="coolwarm", vmin=-80, vmax=80)
+    axes[3].set_title("b: blue (-) to yellow (+)", fontsize=10)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(im, ax=axes[2:], shrink=0.8, label="Lab units")
+    for ax, shown in ((axes[2], shown_a), (axes[3], shown_b)):  # each channel its own colour scale
+        fig.colorbar(shown, ax=ax, shrink=0.8, label="Lab units")
     return fig
 
 
@@ -257,22 +303,25 @@ def original_chart_redrawn(as_published: dict, one_scale: dict, ours: dict):
     """The original's "MSE across All Architectures" as published, on one scale, and ours.
 
     Each maps a bar's name to its value: the first two are the original's numbers, drawn in its
-    one colour (ORIGINAL); `ours` is keyed by model key or display label (LABELS)."""
+    one colour (ORIGINAL); `ours` is keyed by model key or display label (LABELS). One panel a
+    row, so the bars' names read across."""
     panels = [
         ("as published (mixed scales)", as_published),
         ("the same numbers on one scale\n(a*, b*)/128", one_scale),
         ("ours: one scale, one held-out set", ours),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    fig, axes = plt.subplots(3, 1, figsize=(WIDTH, 6.6), dpi=DPI)
     for j, (ax, (title, values)) in enumerate(zip(axes, panels, strict=True)):
         colours = [colour(_key(k)) if j == 2 else ORIGINAL for k in values]
         ax.bar(range(len(values)), list(values.values()), color=colours)
-        ax.set_xticks(range(len(values)), list(values), rotation=20, fontsize=8)
+        ax.set_xticks(range(len(values)), list(values), fontsize=9)
         for i, v in enumerate(values.values()):
             ax.text(i, v, f"{v:.4f}" if v >= 1e-4 else f"{v:.1e}", ha="center", va="bottom", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.margins(y=0.15)
-    axes[0].set_ylabel("final MSE")
+    for ax in axes:
+        ax.set_ylabel("final MSE", fontsize=9)
+        ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     return fig
 

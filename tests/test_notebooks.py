@@ -1,5 +1,7 @@
 """The notebooks: clean sources, consistent profiles, and a real headless run of all four."""
 
+import base64
+import io
 import json
 import math
 import os
@@ -7,15 +9,17 @@ import re
 import subprocess
 import sys
 import tomllib
+from datetime import datetime
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import papermill
 import pytest
 import yaml
 from PIL import Image
 
-from lib import checkpoints, pipeline, plots
+from lib import checkpoints, pipeline, plots, results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -141,6 +145,7 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
         assert "data:image/png;base64" in html  # images embedded
         assert not re.search(r"<script[^>]+src=\"https?://", html)  # no CDN
         assert 'src="mathjax/MathJax.js' in html
+        assert "google.colab" not in html and html.count("How this run was made") == 1  # for readers
     assert (out / "html" / "mathjax" / "MathJax.js").is_file()
     if pipeline.find_chromium():  # CI machines may have none: then the run prints a line instead
         for nb in pipeline.NOTEBOOKS:
@@ -228,3 +233,61 @@ def test_the_colab_cell_clones_the_project_and_lib_imports_from_the_clone(tmp_pa
         and "could not clone" in failed.stderr
         and "upload the project" in failed.stderr
     )
+
+
+def test_exports_show_how_the_run_was_made_instead_of_the_colab_and_parameter_cells(tmp_path):
+    """A chapter run by papermill, exported: the Colab cell, the `parameters` cell and papermill's
+    injected cell are gone from the HTML, one box in their place gives the parameters (the
+    injected value over the default), the commit, the device the set-up printed and the time; a
+    chart prints at the size it was drawn; the executed notebook keeps every cell."""
+    colab = "# In Google Colab: fetch the project\nimport sys\nif 'google.colab' in sys.modules:\n    pass"
+    chapter = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# A chapter"),
+            nbformat.v4.new_code_cell(colab),
+            nbformat.v4.new_code_cell(
+                'epochs = 8  # passes over the data\nlr = 0.001\ndevice = "auto"',
+                metadata={"tags": ["parameters"]},
+            ),
+            nbformat.v4.new_code_cell('print(f"device: cpu; {epochs} epochs at lr {lr}")'),
+            nbformat.v4.new_code_cell(  # a chart 3 in wide at 150 dpi: 3.2 in with the 0.1 in padding
+                "import matplotlib.pyplot as plt\nfig = plt.figure(figsize=(3, 2), dpi=150)\n"
+                "ax = fig.add_axes((0, 0, 1, 1))\nax.imshow([[0, 1], [1, 0]], aspect='auto')\nax.axis('off');"
+            ),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    nbformat.write(chapter, tmp_path / "chapter.ipynb")
+    executed = tmp_path / "run" / "chapter.ipynb"
+    executed.parent.mkdir()
+    papermill.execute_notebook(
+        tmp_path / "chapter.ipynb", executed, parameters={"epochs": 2}, kernel_name="python3",
+        progress_bar=False,
+    )  # fmt: skip
+    html = pipeline.export_html(executed, tmp_path / "html").read_text()
+    assert "google.colab" not in html
+    assert "# passes over the data" not in html  # the parameters cell (its comment)
+    assert "# Parameters" not in html  # papermill's injected cell (its comment)
+    start = html.index("How this run was made")
+    box = html[start : html.index("</blockquote>", start)]
+    assert (
+        "<code>epochs=2</code>" in box
+        and "<code>lr=0.001</code>" in box
+        and "<code>device='auto'</code>" in box
+    )
+    assert results.CODE_COMMIT[:12] in box and "cpu" in box
+    ran = datetime.fromisoformat(nbformat.read(executed, as_version=4).metadata.papermill.start_time)
+    assert f"{ran:%Y-%m-%d %H:%M:%S} UTC" in box
+    assert html.index("A chapter") < start < html.index("2 epochs at lr 0.001")  # where the cells were
+    kept = nbformat.read(executed, as_version=4).cells
+    with Image.open(io.BytesIO(base64.b64decode(kept[-1].outputs[0].data["image/png"]))) as png:
+        assert png.width == pytest.approx(3.2 * 150, abs=2)
+        css = round(png.width * 96 / 150)  # CSS px are 1/96 in: printed 3.2 in wide, as drawn
+    assert re.search(rf'<img [^>]*src="data:image/png;base64,[^"]+" width="{css}"', html)
+    assert len(kept) == 6 and "google.colab" in kept[1].source  # the injected cell added, none removed
+
+
+def test_a_profile_with_a_data_set_name_passes_the_pipelines_check():
+    pipeline.check_dataset({"dataset": None}, {"dataset": "places365-val"}, "full")  # fetched later
+    with pytest.raises(FileNotFoundError, match="nor a data set name .*places205-test"):
+        pipeline.check_dataset({"dataset": None}, {"dataset": "places366"}, "full")

@@ -1,5 +1,6 @@
 """lib.plots: charts driven by the metric registry, any model name, and all-or-nothing figure files."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -12,11 +13,12 @@ matplotlib.use("Agg")  # headless: no display is needed to draw and save
 
 import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.text as mtext  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lib import lab, metrics, plots  # noqa: E402
+from lib import classes, lab, metrics, original, plots  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,3 +121,92 @@ def test_save_figure_writes_nothing_when_the_data_cannot_be_written(tmp_path):
         plots.save_figure(fig, tmp_path / "chart", {"not a number": object()})
     plt.close(fig)
     assert list(tmp_path.iterdir()) == []  # no PNG without its data, no temporary file
+
+
+PRINTED = 6.5  # inches: the text width of the PDF export (A4 or Letter); a wider chart is scaled to it
+PAGE = 9.5  # inches: the tallest chart that fits a printed page whole (A4 or Letter, 12 mm margins)
+
+
+def every_chart():
+    """Every chart function of lib.plots, each drawn with small real data the way the notebooks
+    call it (five models, photos of 4:3, the original's numbers): {function name: [figures]}."""
+    g = torch.Generator().manual_seed(1)
+    rgb = torch.randint(0, 256, (6, 3, 16, 16), generator=g, dtype=torch.uint8)
+    names = ["original_cnn", "edited_cnn", "resnet18", plots.REFERENCE]
+
+    def tint(v):
+        return lambda l: torch.full((len(l), 2, *l.shape[2:]), v)
+
+    predictors = {n: tint(0.05 * (i + 1)) for i, n in enumerate(names)} | {
+        "gray baseline": metrics.gray_baseline
+    }
+    scores = metrics.evaluate_all(predictors, [(rgb, [])])
+    hist = [{"epoch": e, "train_loss": 0.03 / e, "val_loss": 0.04 / e} for e in range(1, 11)]
+    rows = [{"epoch": e, "val_loss": 0.04 / e, "seconds": 1.0 + e} for e in (1, 2, 4, 8)]
+    photo = Image.fromarray(rgb[0].permute(1, 2, 0).numpy()).resize((320, 240))
+    long_titles = ["black and white", "this run's model", "reference model (trained at scale)", "original"]
+    vivid = ["black and white", *(f"vividness {v:g}" for v in (0, 0.25, 0.5, 0.75, 1)), "original"]
+    preds = {n: torch.full((6, 2, 16, 16), 0.1) for n in names}
+    theirs = {
+        "CNN (1st run)": original.BAR_CHART["CNN (1st run)"],
+        "CNN after optimization": original.EDITED_CNN_HELDOUT_MSE,
+        "Resnet18": original.RESNET_VAL_MSE_BAR_CHART,
+    }
+    bins = classes.ab_bins()
+    return {
+        "loss_curves": [
+            plots.loss_curves({n: hist for n in names[:2]}, "OriginalCNN: loss per epoch (before optim.)",
+                              reference={"original notebook, train": original.ORIGINAL_CNN_TRAIN_LOSS}),
+        ],
+        "checkpoint_analysis": [plots.checkpoint_analysis(rows)],
+        "comparison_bars": [plots.comparison_bars(scores)],
+        "image_grid": [plots.image_grid({"photo": rgb, "input: R/100/255 (brightened)": rgb,
+                                         "target: G and B": rgb}, title="The original EditedCNN: no Lab")],
+        "sample_grid": [plots.sample_grid(rgb, preds)],
+        "photo_row": [plots.photo_row(dict.fromkeys(long_titles, photo)),
+                      plots.photo_row({t: photo.convert("L") for t in vivid}, height=2.4)],
+        "photo_grid": [plots.photo_grid([dict.fromkeys(long_titles, photo)] * 3)],
+        "colour_bins": [plots.colour_bins(bins), plots.colour_bins(bins, torch.full((len(bins),), 1e-3))],
+        "lab_channels": [plots.lab_channels(rgb)],
+        "original_chart_redrawn": [plots.original_chart_redrawn(
+            theirs, theirs | {"Resnet18": theirs["Resnet18"] * original.RESNET_TO_OUR_SCALE},
+            {plots.label(n): scores[n]["mse_normalized"] for n in [*names[:3], "gray baseline"]},
+        )],
+    }  # fmt: skip
+
+
+def printed_inches(fig):
+    """The chart's width and height as saved (bbox_inches="tight", 0.1 in padding), in inches."""
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    return box.width + 0.2, box.height + 0.2
+
+
+def test_every_chart_prints_its_text_at_8_pt_or_more_and_fits_a_page():
+    charts = every_chart()
+    public = {n for n, f in vars(plots).items() if inspect.isfunction(f) and not n.startswith("_")}
+    assert set(charts) == public - {"label", "colour", "save_figure"}  # every chart function
+    problems = []  # every chart's, so that one run names them all
+    for name, figures in charts.items():
+        for fig in figures:
+            fig.canvas.draw()  # ticks and their labels exist once drawn
+            width, height = printed_inches(fig)
+            scale = min(1, PRINTED / max(width, fig.get_figwidth()))
+            shown = [t for t in fig.findobj(mtext.Text) if t.get_visible() and t.get_text().strip()]
+            assert len(shown) >= 3, name  # titles and labels were found
+            small = [(t.get_text(), t.get_fontsize()) for t in shown if t.get_fontsize() * scale < 8]
+            if small:
+                problems.append(f"{name}: {width:.1f} in wide, under 8 pt when printed: {small[:3]}")
+            if height * scale > PAGE:
+                problems.append(f"{name}: {height * scale:.1f} in tall when printed")
+            if fig.dpi < 150:  # blurred at its printed size
+                problems.append(f"{name}: {fig.dpi:g} dpi")
+            plt.close(fig)
+    assert problems == [], "\n".join(problems)
+
+
+def test_charts_are_saved_at_150_dpi(tmp_path):
+    fig = plots.loss_curves({"tiny_cnn": [{"epoch": 1, "train_loss": 0.03, "val_loss": 0.04}]}, "one epoch")
+    path = plots.save_figure(fig, tmp_path / "loss", {})
+    plt.close(fig)
+    with Image.open(path) as im:
+        assert im.info["dpi"][0] == pytest.approx(150, abs=1)
