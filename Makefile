@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The main job: run the five notebooks headlessly (papermill) with a parameter profile, export
 # them to HTML and PDF, and write results and charts into a new folder runs/<profile>-<time>/.
-#   make run                                   quick profile: embedded photos, CPU, ~6 minutes
+#   make run                                   quick profile: embedded photos, CPU, ~5 minutes
 #   make run PROFILE=full DATA=/path/to/photos the original's settings, for a GPU server
 run: $(VENV)/.installed chromium
 	$(BIN)/python -m lib.pipeline --profile $(PROFILE) $(if $(DATA),--data $(DATA))

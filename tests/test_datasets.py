@@ -380,3 +380,40 @@ def test_train_command_prints_a_failed_fetch_as_one_error_line(tmp_path, monkeyp
     assert train.main(argv) == 2
     assert "corrupt, not a readable tar archive" in one_error(capsys)
     assert not (tmp_path / "run").exists()
+
+
+def test_make_loaders_fetches_places365_val_through_torchvision_on_loopback(server, tmp_path, monkeypatch):
+    """dataset="places365-val" on a loopback mirror: torchvision downloads the file list and the
+    256-px images, checks their MD5 (here of these small stand-ins: the real sums are of the real
+    files) and extracts them; make_loaders then uses data/places365-val/val_256 as a folder."""
+    from torchvision.datasets import Places365
+
+    names = [f"Places365_val_{i:08d}.jpg" for i in range(1, 5)]
+    categories, file_list = b"/a/abbey 0\n", "".join(f"{n} 0\n" for n in names).encode()
+    devkit = make_archive(
+        [member("categories_places365.txt", categories), member("places365_val.txt", file_list)], "w"
+    )
+    images = make_archive([member(f"val_256/{n}", jpeg(i)) for i, n in enumerate(names)], "w")
+    server.files |= {"filelist_places365-standard.tar": devkit, "val_256.tar": images}
+
+    def md5(b: bytes) -> str:
+        return hashlib.md5(b).hexdigest()
+
+    monkeypatch.setattr(
+        Places365, "_DEVKIT_META", {"standard": ("filelist_places365-standard.tar", md5(devkit))}
+    )
+    monkeypatch.setattr(Places365, "_CATEGORIES_META", ("categories_places365.txt", md5(categories)))
+    monkeypatch.setattr(Places365, "_FILE_LIST_META", {"val": ("places365_val.txt", md5(file_list))})
+    monkeypatch.setattr(Places365, "_IMAGES_META", {("val", True): ("val_256.tar", md5(images))})
+    kw = dict(batch_size=2, workers=0, val_size=1, data_root=tmp_path, fetch_options={"url": server.url("")})
+    loaders = data.make_loaders("places365-val", 16, **kw)
+    d = loaders.description
+    assert d["source"] == "places365-val" and d["folder"] == str(
+        (tmp_path / "places365-val" / "val_256").resolve()
+    )
+    assert (d["n_train"], d["n_val"], d["skipped"]) == (3, 1, [])
+    assert sum(len(b) for b, _ in loaders.train) == 3
+    requests = len(server.ranges)
+    assert requests >= 2  # the file list and the images (torchvision probes for redirects too)
+    assert data.make_loaders("places365-val", 16, **kw).description == d  # found there: used as it is
+    assert len(server.ranges) == requests  # no new request
