@@ -22,7 +22,6 @@ import argparse
 import glob
 import logging
 import os
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -43,13 +42,6 @@ FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
 
 
 # --- one image: split, predict, finish ------------------------------------------------------------
-
-
-def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
-    """(8-bit sRGB "L" for gray modes or else "RGB", alpha or None), EXIF orientation applied:
-    data.decode, the decoding every command shares (its rules there). Raises data.BadImage."""
-    picture = data.decode(image)
-    return picture.image, picture.alpha
 
 
 def lightness(img: Image.Image, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,12 +86,12 @@ def colorize_image(
         model, _ = checkpoints.load(checkpoints.REFERENCE)
     size = size or working_size(model)
     device = next(model.parameters()).device
-    img, alpha = split_alpha(image)
-    l_full, small = lightness(img, size, device)
+    picture = data.decode(image)  # the decoding every command shares (its rules there)
+    l_full, small = lightness(picture.image, size, device)
     model.eval()
     with torch.no_grad():
         ab = checkpoints.predict_ab(model, small, vividness, working_size=size)
-    return finish(l_full, ab, alpha)
+    return finish(l_full, ab, picture.alpha)
 
 
 def working_size(model) -> int:
@@ -229,8 +221,7 @@ def colorize_files(
 
     def skip(src, reason):
         print(f"{src}: skipped: {reason}", file=sys.stderr)
-        kind = reason.split(" (")[0].split(":")[0]
-        tally["skipped"][re.sub(r"\d[\d,]*", "N", kind)] += 1  # "N frames", not one kind per count
+        tally["skipped"][data.skip_kind(reason)] += 1
 
     todo = []
     for src, dst in plan:
@@ -242,33 +233,33 @@ def colorize_files(
             todo.append((src, dst))
     bar = tqdm(total=len(todo), desc="colorize", unit="img", disable=None)
     for start in range(0, len(todo), batch_size):
-        batch = []  # (src, dst, data.Picture, alpha, L full, l small)
+        batch = []  # (src, dst, data.Picture, L full, l small)
         for src, dst in todo[start : start + batch_size]:
             try:
                 picture = data.read_image(src)  # the decoding every command shares
                 img = picture.image
                 tally["colour_inputs"] += img.mode == "RGB" and not data.is_gray(img)
-                batch.append((src, dst, picture, picture.alpha, *lightness(img, size, device)))
+                batch.append((src, dst, picture, *lightness(img, size, device)))
             except data.BadImage as e:
                 skip(src, str(e))
                 bar.update()
         if not batch:
             continue
         preds = {}  # photos of one aspect ratio share one working shape, hence one model call
-        shapes = sorted({b[5].shape for b in batch})
+        shapes = sorted({b[4].shape for b in batch})
         for shape in shapes:
-            same = [i for i, b in enumerate(batch) if b[5].shape == shape]
+            same = [i for i, b in enumerate(batch) if b[4].shape == shape]
             with torch.no_grad():
                 ab = checkpoints.predict_ab(
-                    model, torch.cat([batch[i][5] for i in same]), vividness, working_size=size
+                    model, torch.cat([batch[i][4] for i in same]), vividness, working_size=size
                 )
             preds |= {i: ab[j] for j, i in enumerate(same)}
-        for i, (src, dst, picture, alpha, l_full, _) in enumerate(batch):
+        for i, (src, dst, picture, l_full, _) in enumerate(batch):
             ab = preds[i]
             try:
-                out = finish(l_full, ab[None], alpha)
+                out = finish(l_full, ab[None], picture.alpha)
                 if side:
-                    out = side_by_side(finish(l_full, ab[None], alpha, gray=True), out)
+                    out = side_by_side(finish(l_full, ab[None], picture.alpha, gray=True), out)
                 write_image(out, dst, picture, overwrite)
                 tally["written"] += 1
             except FileExistsError:

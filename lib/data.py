@@ -27,9 +27,11 @@ import io
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import warnings
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -414,6 +416,18 @@ def record_skips(seen: dict, skips: Iterable[tuple[str, str]]) -> None:
             log.warning("%s: skipped: %s", f, reason)
 
 
+def skip_kind(reason: str) -> str:
+    """A skip reason without its details, to count skips by: "cannot decode (OSError: ...)" is
+    "cannot decode", "3 frames: animations ..." is "N frames" (a number is a detail too)."""
+    return re.sub(r"\d[\d,]*", "N", reason.split(" (")[0].split(":")[0])
+
+
+def count_skips(reasons: Iterable[str]) -> str:
+    """How many skips of each kind (skip_kind), the most common first: "3 empty file, 1 cannot
+    decode"; "" for none. The one summary of skips every command prints."""
+    return ", ".join(f"{n} {kind}" for kind, n in Counter(map(skip_kind, reasons)).most_common())
+
+
 # --- fixed splits of photo pools ----------------------------------------------------------------
 
 SPLIT_FORMAT = "bw-colorization-split/1"
@@ -764,6 +778,13 @@ def _first_process_first(make):
     return done if first else make()
 
 
+def _skipped_why(skips) -> str:
+    """'N file(s) skipped (3 empty file, 1 grayscale image)', for a part with no usable file."""
+    if not skips:
+        return "no image file found"
+    return f"{len(skips)} file(s) skipped ({count_skips(r for _, r in skips)})"
+
+
 def make_loaders(
     source="builtin",
     size: int = 64,
@@ -806,17 +827,6 @@ def make_loaders(
     """
     workers = default_workers() if workers is None else workers
 
-    def skipped_why(skips) -> str:
-        """'N file(s) skipped (3 empty file, 1 grayscale image)': each reason without its details."""
-        if not skips:
-            return "no image file found"
-        counts = {}
-        for _, reason in skips:
-            key = reason.split(" (")[0].split(":")[0]
-            counts[key] = counts.get(key, 0) + 1
-        why = ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda rn: -rn[1]))
-        return f"{len(skips)} file(s) skipped" + (f" ({why})" if why else "")
-
     named = {}
     if str(source) in datasets.DATASETS:
         name, data_root = str(source), Path(data_root or datasets.DEFAULT_ROOT)
@@ -856,7 +866,7 @@ def make_loaders(
         good, skipped = scan(root, rank(files, seed), size, max_images)
         if len(good) < 2:
             raise ValueError(
-                f"{root}: found {len(good)} usable colour image(s) (need 2 or more); {skipped_why(skipped)}"
+                f"{root}: found {len(good)} usable colour image(s) (need 2 or more); {_skipped_why(skipped)}"
             )
         train_files, val_files = split(good, val_size)
         skip_t, skip_v, where = [], [], ((root, ""), (root, ""))  # split() leaves both parts a file
@@ -867,7 +877,7 @@ def make_loaders(
         (val_files, skip_v, where[1], "validation"),
     ):  # one line naming the folder (and part) and why each of its files was refused
         if not files:
-            raise ValueError(f"{folder}: no usable colour image for {purpose}{part}: {skipped_why(skips)}")
+            raise ValueError(f"{folder}: no usable colour image for {purpose}{part}: {_skipped_why(skips)}")
     desc |= {
         "size": size,
         "seed": seed,

@@ -14,7 +14,6 @@ the cell; the partly executed notebook stays for inspection.
 """
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -98,21 +97,23 @@ def execute(notebook: str, out_dir: Path, parameters: dict) -> Path:
     return dst
 
 
-def for_readers(nb):
-    """The executed notebook `nb` (an nbformat node, changed in place and returned) as the exports
-    show it: the Colab cell (the first code cell, the one that mentions google.colab), the
-    `parameters` cell and papermill's `injected-parameters` cell make way for one Markdown box,
-    "How this run was made": every parameter (papermill's injected value, else the parameters
-    cell's default; bold where the run set it), the code's commit (results.CODE_COMMIT), the device
-    (the set-up's printed "device: ..." line, else the `device` parameter resolved here) and
-    papermill's start time (UTC) and duration. Each PNG output gets the width it was drawn at (its
-    pixels over its recorded dpi, in CSS px of 1/96 in), so that a chart prints at its own size,
-    fonts at their size (lib.plots), instead of at 96 pixels an inch. The .ipynb keeps every cell."""
+def for_readers(nb, ipynb: Path):
+    """The executed notebook `nb` (an nbformat node read from `ipynb`, changed in place and
+    returned) as the exports show it: the Colab cell (the first code cell, the one that mentions
+    google.colab), the `parameters` cell and papermill's `injected-parameters` cell make way for
+    one Markdown box, "How this run was made": every parameter (papermill's injected value, else
+    the parameters cell's default as papermill reads it; bold where the run set it), the code's
+    commit (results.CODE_COMMIT), the device (the set-up's printed "device: ..." line, else the
+    `device` parameter resolved here) and papermill's start time (UTC) and duration. Each PNG
+    output gets the width it was drawn at (its pixels over its recorded dpi, in CSS px of 1/96 in),
+    so that a chart prints at its own size, fonts at their size (lib.plots), instead of at 96
+    pixels an inch. The .ipynb keeps every cell."""
     import ast
     import base64
     import io
 
     import nbformat
+    import papermill
     from PIL import Image
 
     from lib import checkpoints
@@ -131,22 +132,12 @@ def for_readers(nb):
     dropped = {id(c) for c in colab + tagged}  # by identity: two cells may read the same
     if not dropped:
         return nb
-    defaults = {}
-    for cell in (c for c in tagged if "parameters" in c.metadata.get("tags", [])):
+    defaults = {}  # the parameters cell's values, read by papermill's own inspection
+    for name, declared in papermill.inspect_notebook(ipynb).items():
         try:
-            body = ast.parse(cell.source).body
-        except SyntaxError:  # e.g. IPython magics: the injected values are still shown
-            body = []
-        for stmt in body:
-            if (
-                isinstance(stmt, ast.Assign)
-                and len(stmt.targets) == 1
-                and isinstance(stmt.targets[0], ast.Name)
-            ):
-                try:
-                    defaults[stmt.targets[0].id] = ast.literal_eval(stmt.value)
-                except (ValueError, TypeError):  # not a literal: show its source
-                    defaults[stmt.targets[0].id] = ast.get_source_segment(cell.source, stmt.value)
+            defaults[name] = ast.literal_eval(declared["default"])
+        except (ValueError, SyntaxError):  # not a literal: show its source
+            defaults[name] = declared["default"]
     run = nb.metadata.get("papermill", {})
     injected = dict(run.get("parameters", {}))
     shown = [
@@ -185,7 +176,7 @@ def export_html(ipynb: Path, html_dir: Path) -> Path:
     if not mathjax.exists():
         shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", mathjax)
     exporter = HTMLExporter(mathjax_url=f"mathjax/MathJax.js?config={MATHJAX_CONFIG}")
-    body, _ = exporter.from_notebook_node(for_readers(nbformat.read(ipynb, as_version=4)))
+    body, _ = exporter.from_notebook_node(for_readers(nbformat.read(ipynb, as_version=4), ipynb))
     body = REMOTE_SCRIPT.sub("", body).replace("</head>", f"{PRINT_CSS}</head>", 1)
     return results.write_atomic(html_dir / f"{ipynb.stem}.html", lambda tmp: tmp.write_text(body, "utf-8"))
 
@@ -249,7 +240,7 @@ def run(profile_name="quick", out_dir=None, overrides=None, notebooks=NOTEBOOKS,
         timings[nb] = round(time.perf_counter() - t0, 1)
         print(f"{nb}: done in {timings[nb]} s", flush=True)
     record = {"profile": profile_name, "overrides": overrides, "seconds": timings}
-    results.write_atomic(out / "pipeline.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+    results.save(out / "pipeline.json", **record)
     return out
 
 

@@ -22,7 +22,6 @@ import logging
 import os
 import sys
 import time
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -208,11 +207,11 @@ def _no_images(loader, skips: dict, purpose: str) -> ValueError:
     header check at start-up but failed to decode in the workers (named in `skips`)."""
     dataset = getattr(loader, "dataset", None)
     mine = {str(dataset.root / f) for f in dataset.files} if hasattr(dataset, "root") else set(skips)
-    counts = Counter(reason.split(" (")[0].split(":")[0] for f, reason in skips.items() if f in mine)
-    why = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
+    failed = [reason for f, reason in skips.items() if f in mine]
     where = dataset.root if hasattr(dataset, "root") else "the loader"
     return ValueError(
-        f"{where}: no {purpose} image: {counts.total()} file(s) failed while decoding ({why}); "
+        f"{where}: no {purpose} image: {len(failed)} file(s) failed while decoding "
+        f"({data.count_skips(failed)}); "
         "nothing saved for this epoch"
     )
 
