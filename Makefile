@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= quick
 DATA ?=
+OUT ?=
 
 .PHONY: run test figures chromium clean
 
@@ -16,14 +17,17 @@ $(VENV)/.installed: pyproject.toml
 
 # The main job: run the five notebooks headlessly (papermill) with a parameter profile, export
 # them to HTML and PDF, and write results and charts into a new folder runs/<profile>-<time>/.
-#   make run                                   quick profile: embedded photos, CPU, ~5 minutes
+#   make run                                   quick profile: embedded photos, CPU, under 10 minutes
+#   make run PROFILE=study                     the study: 4 networks x 3 seeds, about 2 hours on 2 cores
+#   make run PROFILE=study OUT=runs/study-...  continue a run that was cut short, where it stopped
 #   make run PROFILE=full DATA=/path/to/photos the original's settings, for a GPU server
 run: $(VENV)/.installed chromium
-	$(BIN)/python -m lib.pipeline --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+	$(BIN)/python -m lib.pipeline --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(OUT),--out $(OUT))
 
-# Refresh figures/ (the reference run that README shows) from a new quick run, on purpose.
+# Refresh figures/ (the run that README shows: the study) on purpose: its charts, results files,
+# pipeline.json and PDF exports. OUT=runs/study-... continues (and then publishes) a cut-short run.
 figures: $(VENV)/.installed chromium
-	$(BIN)/python -m lib.pipeline --profile quick --publish
+	$(BIN)/python -m lib.pipeline --profile study $(if $(OUT),--out $(OUT)) --publish
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -50,4 +54,4 @@ chromium:
 	  else echo "no chromium (sudo apt-get install chromium): the PDFs will be skipped"; fi
 
 clean:
-	rm -rf runs data/builtin .pytest_cache
+	rm -rf runs .pytest_cache

@@ -34,7 +34,7 @@ ORIGINAL_BYTES_PER_IMAGE = 256 * 256 * 3 * (8 + 0.9 * 8 + 0.9 * 4)
 def one_epoch(folder: str, n: int, out: str) -> dict:
     from lib import data, train  # imported here: the parent process never loads torch
 
-    loaders = data.make_loaders(folder, 32, 32, val_size=0.1, max_images=n, augment="crop")
+    loaders = data.make_loaders(folder, 32, 32, max_images=n, augment="crop")
     _, run = train.fit("original_cnn", loaders, out, epochs=1, device="cpu", progress=False)
     return {
         "images": n, "n_train": run["data"]["n_train"], "n_val": run["data"]["n_val"],

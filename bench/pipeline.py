@@ -70,11 +70,11 @@ def main() -> int:
     started = results.now()
     with tempfile.TemporaryDirectory() as tmp:
         files = make_folder(Path(tmp), a.images, 256)
-        limit = a.images // 64 - 1
+        limit = int(0.8 * a.images) // 64 - 1  # batches of the train part (about 80 % of the files)
         torch.manual_seed(0)
         original = rate(DataLoader(OriginalDesign(files), batch_size=64, shuffle=True), limit)
         workers, threads = os.cpu_count() or 1, torch.get_num_threads()
-        loaders = data.make_loaders(tmp, 224, 64, val_size=1, augment="crop", workers=workers)
+        loaders = data.make_loaders(tmp, 224, 64, augment="crop", workers=workers)
         loaders.train.sampler.set_epoch(1)
         torch.set_num_threads(1)
         ours = rate((data.to_model(rgb, "cpu") for rgb, _ in loaders.train), limit)

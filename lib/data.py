@@ -1,4 +1,4 @@
-"""Images in, tensors out: folder datasets, the embedded default photos, splits, bad-input policy.
+"""Images in, tensors out: folder datasets, the embedded photos, the three parts, bad-input policy.
 
 The flow (see README): DataLoader workers only decode, orient, crop and resize, and hand over uint8
 RGB (3, H, W). Colour conversion happens once per batch on the training device (`to_model`).
@@ -16,20 +16,19 @@ grayscale photos, none smaller than the crop):
     are equal) are caught in the worker, travel with the batch (`collate`) and are logged once by the
     main process (`record_skips`).
 
-Files are never moved, renamed or written; splits are a pure function of (relative path, seed).
+Every source has three parts with three jobs (part_files): train trains, dev chooses the
+checkpoint (and anything else a run tunes), held-out scores. Which part a photo is in depends on
+the photo alone (its subfolder, a split file, or its name), never on a run's seed. Files are never
+moved, renamed or written.
 """
 
 import fnmatch
 import functools
 import hashlib
-import importlib.resources
 import io
-import json
 import logging
 import os
 import re
-import secrets
-import shutil
 import warnings
 from collections import Counter
 from collections.abc import Iterable
@@ -386,13 +385,6 @@ def rank(files: Iterable[str], seed: int) -> list[str]:
     return sorted(files, key=key)
 
 
-def split(files: list[str], val_size: float | int) -> tuple[list[str], list[str]]:
-    """(train, val) from ranked files. val_size: a fraction (< 1) or a count (>= 1), as in sklearn."""
-    n_val = round(len(files) * val_size) if val_size < 1 else int(val_size)
-    n_val = min(max(n_val, 1), len(files) - 1)
-    return sorted(files[n_val:]), sorted(files[:n_val])
-
-
 def scan(root, files: Iterable[str], min_side: int, limit: int | None = None):
     """Header-check files in order until `limit` good ones are found. Returns (good, skipped)."""
     good, skipped = [], []
@@ -432,9 +424,12 @@ def count_skips(reasons: Iterable[str]) -> str:
 
 SPLIT_FORMAT = "bw-colorization-split/1"
 PARTS = {"train": 0.8, "dev": 0.1, "held-out": 0.1}  # fractions, in this order
+# The split is fixed: a photo's part depends on its name and this seed only, never on a run's seed
+# (which changes initialisation, order and augmentation), so every run is scored on the same photos.
+SPLIT_SEED = 0
 
 
-def split_part(name: str, seed: int) -> str:
+def split_part(name: str, seed: int = SPLIT_SEED) -> str:
     """The part ("train", "dev" or "held-out") a file belongs to: a pure function of its name (for
     example "photos-train/bsds500_test_100007.jpg") and the seed. Its SHA-256 as a number in [0, 1)
     falls into one of the PARTS' intervals, so a file's part never depends on the other files."""
@@ -505,6 +500,27 @@ def split_files(root, split_path, part: str) -> list[str]:
     return files
 
 
+def part_files(root, part: str, split_file=None) -> tuple[list[str], dict]:
+    """The files of one part ("train", "dev" or "held-out") of a photo folder, relative to root,
+    in name order, and how the folder was split (for the data description). Three kinds of folder,
+    one rule each:
+      * with `split_file` (write_split): the part's rows of that file, checked against their SHA-256;
+      * a folder with train/, dev/ and held-out/ subfolders (the embedded photos, a test's few
+        photos): the photos of that subfolder, so each part is what its author put there;
+      * any other folder (a user's photos, a public set): the photos whose split_part(name) is
+        `part`: 80/10/10 by a rule of the file's name, the same for every run and every seed."""
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
+    root = Path(root)
+    if split_file is not None:
+        how = {"rule": "split file", "file": Path(split_file).name, "sha256": datasets.sha256(split_file)}
+        return split_files(root, split_file, part), how
+    if all((root / p).is_dir() for p in PARTS):
+        return [f"{part}/{f}" for f in list_images(root / part)], {"rule": "subfolders"}
+    how = {"rule": "name", "seed": SPLIT_SEED, "fractions": PARTS}
+    return [f for f in list_images(root) if split_part(f) == part], how
+
+
 # --- the dataset ---------------------------------------------------------------------------------
 
 
@@ -572,7 +588,8 @@ class PhotoFolder(Dataset):
 class EpochSampler(Sampler):
     """Yields (index, augmentation seed) pairs whose order and seeds depend only on (seed, epoch).
 
-    Call set_epoch(e) before each epoch (as with DistributedSampler). Because each item carries its
+    Call set_epoch(e, seed) before each epoch (as with DistributedSampler; the run's seed, so that
+    loaders need not be rebuilt for each seed of a study). Because each item carries its
     own seed, the augmentation is the same with 0, 1 or 8 workers, persistent or not, and a resumed
     run sees exactly the batches an uninterrupted one would have seen.
 
@@ -589,8 +606,10 @@ class EpochSampler(Sampler):
         )
         self.n, self.seed, self.epoch = n, seed, 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, seed: int | None = None) -> None:
         self.epoch = epoch
+        if seed is not None:
+            self.seed = seed
 
     def __len__(self):
         return -(-self.n // self.processes)  # ceil: every process the same count
@@ -619,13 +638,13 @@ def sample_images(dataset: PhotoFolder, n: int = 6) -> torch.Tensor:
     return torch.stack([x for x in items if isinstance(x, torch.Tensor)])
 
 
-def held_out_photos(loaders: "Loaders", n: int = 2) -> list[Path]:
-    """Full-resolution files of n held-out photos: the embedded set's held-out photos themselves
-    (not their crops), or the first n held-out files of a folder."""
-    if loaders.description["source"] == "builtin":
-        return [builtin_photo_path(p) for p in loaders.description["builtin"]["val_photos"][:n]]
-    ds = loaders.val.dataset
-    return [ds.root / f for f in ds.files[:n]]
+def held_out_photos(loader: DataLoader, n: int = 2) -> list[Path]:
+    """The files of n photos of an evaluation loader (part_loader), spread evenly over its name
+    order and never its first or last (which sample_images shows): whole photos, for the
+    full-size figures."""
+    ds = loader.dataset
+    picks = np.linspace(0, len(ds) - 1, n + 2).round().astype(int)[1:-1]
+    return [ds.root / ds.files[int(i)] for i in picks]
 
 
 def to_model(rgb: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -634,102 +653,17 @@ def to_model(rgb: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
     return lab.rgb_to_model(rgb)
 
 
-# --- the embedded default data set ----------------------------------------------------------------
-
-# Natural colour photos that ship inside our dependencies' wheels (no download, ever).
-BUILTIN_PHOTOS = {
-    "astronaut": ("skimage.data", "astronaut.png"),
-    "chelsea": ("skimage.data", "chelsea.png"),
-    "coffee": ("skimage.data", "coffee.png"),
-    "rocket": ("skimage.data", "rocket.jpg"),
-    "motorcycle": ("skimage.data", "motorcycle_left.png"),
-    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
-    "china": ("sklearn.datasets", "images/china.jpg"),
-    "flower": ("sklearn.datasets", "images/flower.jpg"),
-}
-BUILTIN_VERSION = 1
-# The repository's data/ folder, whatever the working directory (notebooks run in notebooks/).
-DEFAULT_BUILTIN_ROOT = Path(__file__).resolve().parents[1] / "data" / "builtin"
-
-
-def builtin_photo_path(name: str) -> Path:
-    package, rel = BUILTIN_PHOTOS[name]
-    return Path(str(importlib.resources.files(package).joinpath(rel)))
-
-
-def build_builtin(
-    root=DEFAULT_BUILTIN_ROOT, seed: int = 0, n_val_photos: int = 2, crops: int = 60, side: int = 256
-) -> dict:
-    """Write the embedded data set (random square crops of the 8 photos) under root, if missing.
-
-    Split by photo, never by crop: `n_val_photos` whole photos go to val/, the rest to train/.
-    Idempotent: an existing folder built with the same settings is reused; one built with other
-    settings, or a non-empty folder without manifest.json, is an error (we never overwrite files).
-    Safe when several processes build the same root at once: each writes into its own new hidden
-    folder beside root (".<name>.<random>.tmp", removed on any error) and renames it to root; the
-    first to finish wins and the others keep its folder.
-    """
-    settings = {"version": BUILTIN_VERSION, "seed": seed, "n_val_photos": n_val_photos}
-    settings |= {"crops": crops, "side": side}
-    root = Path(root)
-    if (built := _read_builtin(root, settings)) is not None:
-        return built
-    rng = np.random.default_rng(seed)
-    names = sorted(BUILTIN_PHOTOS)
-    val_photos = sorted(rng.choice(names, n_val_photos, replace=False).tolist())
-    root.parent.mkdir(parents=True, exist_ok=True)
-    # A new folder each time: a crashed build's leftovers are never reused (nor deleted: another
-    # process may be writing into its own right now). mkdir, not mkdtemp: the usual permissions.
-    tmp = root.with_name(f".{root.name}.{secrets.token_hex(4)}.tmp")
-    tmp.mkdir()
-    try:
-        for name in names:
-            part = "val" if name in val_photos else "train"
-            (tmp / part).mkdir(exist_ok=True)
-            with Image.open(builtin_photo_path(name)) as im:
-                photo = im.convert("RGB")
-            w, h = photo.size
-            for k in range(crops):
-                c = int(rng.uniform(0.45, 1.0) * min(w, h))  # crop side: 45-100 % of the short side
-                x, y = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
-                crop = photo.crop((x, y, x + c, y + c)).resize((side, side), Image.Resampling.LANCZOS)
-                crop.save(tmp / part / f"{name}_{k:03d}.png")
-        built = {"settings": settings, "train_photos": [n for n in names if n not in val_photos]}
-        built["val_photos"] = val_photos
-        (tmp / "manifest.json").write_text(json.dumps(built, indent=1))
-        try:
-            tmp.rename(root)  # appears whole or not at all (over an empty folder too)
-        except OSError:
-            if (built := _read_builtin(root, settings)) is None:
-                raise
-            # another process finished first: keep its folder and drop ours (below)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # after a successful rename there is nothing left
-    return built
-
-
-def _read_builtin(root: Path, settings: dict) -> dict | None:
-    """The manifest of a builtin folder built with `settings`; None if root is missing or empty.
-    FileExistsError for a folder built with other settings or one that is not a builtin folder."""
-    manifest = root / "manifest.json"
-    if manifest.exists():
-        built = json.loads(manifest.read_text())
-        if built["settings"] != settings:
-            raise FileExistsError(f"{root}: built with other settings {built['settings']}; move it away")
-        return built
-    if root.is_dir() and any(root.iterdir()):
-        raise FileExistsError(f"{root}: exists without manifest.json (not a builtin data set); move it away")
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"{root}: exists and is not a folder; move it away")
-    return None
-
-
 # --- loaders -----------------------------------------------------------------------------------------
+
+# The embedded photos: real colour photos that ship in the repository (data/photos/README.md), cut
+# into train/, dev/ and held-out/ subfolders. The repository's data/, whatever the working
+# directory (notebooks run in notebooks/).
+PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 
 
 class Loaders(NamedTuple):
-    train: DataLoader
-    val: DataLoader
+    train: DataLoader  # the train part, augmented, in each epoch's order (EpochSampler)
+    val: DataLoader  # the dev part, whole photos: what chooses the checkpoint
     description: dict  # what the data was: goes into checkpoints and results files
 
 
@@ -785,109 +719,79 @@ def _skipped_why(skips) -> str:
     return f"{len(skips)} file(s) skipped ({count_skips(r for _, r in skips)})"
 
 
+def source_folder(source, data_root=None, fetch_options: dict | None = None) -> tuple[Path, dict]:
+    """(the folder, its description) of a data source: "photos" (the embedded photos, PHOTOS), a
+    public data set by name (a key of lib.datasets.DATASETS: "places205-test", "places365-val") or
+    any folder of colour photos.
+
+    A name is fetched on first use by lib.datasets (progress bar, size and checksum checks; a
+    broken places205-test download resumes) into `data_root`/<name> (default
+    lib.datasets.DEFAULT_ROOT, the repository's data/), under torchrun by the first process while
+    the others wait; later calls find it extracted and download nothing. Its photo folder is then
+    used as any folder; the description's "source" is the name and its "folder" that folder. A
+    name wins over a folder of the same name in the working directory (write ./photos for that).
+    `fetch_options`: keyword arguments for lib.datasets.fetch (url: a mirror; size, timeout), as
+    for a test's local server. A fetch that fails raises ValueError "<name>: <lib.datasets'
+    one-line reason>"; a source that is neither a name nor a folder, FileNotFoundError."""
+    if str(source) == "photos":
+        return PHOTOS, {"source": "photos"}
+    if str(source) in datasets.DATASETS:
+        name, data_root = str(source), Path(data_root or datasets.DEFAULT_ROOT)
+        try:
+            folder = _first_process_first(lambda: datasets.fetch(name, data_root, **(fetch_options or {})))
+        except (datasets.FetchError, OSError) as e:  # OSError: disk full, permissions
+            # ValueError: what the commands catch and print as one "error: ..." line
+            raise ValueError(f"{name}: {' '.join(str(e).split())}") from None
+        return Path(folder), {"source": name, "folder": str(Path(folder).resolve())}
+    if not Path(source).is_dir():
+        names = ", ".join(["photos", *datasets.DATASETS])
+        raise FileNotFoundError(f"{source}: no such folder, nor a data set name ({names})")
+    return Path(source), {"source": str(Path(source).resolve())}
+
+
 def make_loaders(
-    source="builtin",
+    source="photos",
     size: int = 64,
     batch_size: int = 32,
     *,
-    val_size: float | int = 0.1,
     max_images: int | None = None,
-    seed: int = 0,
     augment: str = "crop",
     workers: int | None = None,
-    builtin_root=None,
     pin_memory: bool = False,
     split_file=None,
     crop_scale: float = 0.08,
     data_root=None,
     fetch_options: dict | None = None,
 ) -> Loaders:
-    """Train and val loaders over the embedded photos ("builtin"), a public data set by name (a key
-    of lib.datasets.DATASETS: "places205-test", "places365-val") or any folder of colour photos.
+    """The loaders a training run needs: its source's train part (augmented with `augment`) and
+    its dev part (whole photos at `size`: shorter side resized, centre crop), which validates
+    every epoch and chooses the checkpoint. The held-out part is never read here: it is for
+    scoring (part_loader). `source` and the split: source_folder and part_files.
 
-    A name is fetched on first use by lib.datasets (progress bar, size and checksum checks; a
-    broken places205-test download resumes) into `data_root`/<name> (default
-    lib.datasets.DEFAULT_ROOT, the repository's data/); later calls find it extracted and download
-    nothing. Its photo folder is then used as any folder; the description's "source" is the name
-    and its "folder" that folder. A name wins over a folder of the same name in the working
-    directory (write ./places205-test for that). `fetch_options`: keyword arguments for
-    lib.datasets.fetch (url: a mirror; size, timeout), as for a test's local server. A fetch that
-    fails raises ValueError "<name>: <lib.datasets' one-line reason>"; a source that is neither a
-    name nor a folder, FileNotFoundError listing the names.
-
-    For a folder, the split is by file (each file is its own source photo): `val_size` of the
-    files, chosen by `rank(files, seed)`. `max_images` keeps the first N valid files of that same
-    order, so a bigger N keeps the smaller run's files. For "builtin", train/ and val/ are already
-    split by photo; the set is built in `builtin_root` (default DEFAULT_BUILTIN_ROOT) if missing,
-    under torchrun by the first process while the others wait (a named set too: fetch it first
-    with `make data` where that takes longer than the process group's timeout). With `split_file`
-    (see write_split), the folder's "train" part trains and its "dev" part validates (val_size is
-    unused); no held-out file is ever read.
+    `max_images` keeps the first N usable train photos of a fixed order (rank with SPLIT_SEED), so
+    a bigger N keeps the smaller run's photos, whatever the run's seed. The run's seed sets each
+    epoch's order and augmentation (EpochSampler.set_epoch), not the data.
     crop_scale: the smallest share of a photo's area a training crop covers (augment="crop").
     """
     workers = default_workers() if workers is None else workers
-
-    named = {}
-    if str(source) in datasets.DATASETS:
-        name, data_root = str(source), Path(data_root or datasets.DEFAULT_ROOT)
-        try:
-            source = _first_process_first(lambda: datasets.fetch(name, data_root, **(fetch_options or {})))
-        except (datasets.FetchError, OSError) as e:  # OSError: disk full, permissions
-            # ValueError: what the commands catch and print as one "error: ..." line
-            raise ValueError(f"{name}: {' '.join(str(e).split())}") from None
-        named = {"source": name, "folder": str(Path(source).resolve())}
-    elif str(source) != "builtin" and not Path(source).is_dir():
-        names = ", ".join(["builtin", *datasets.DATASETS])
-        raise FileNotFoundError(f"{source}: no such folder, nor a data set name ({names})")
-
-    if str(source) == "builtin":
-        root = Path(builtin_root or DEFAULT_BUILTIN_ROOT)
-        built = _first_process_first(lambda: build_builtin(root, seed=0))
-        train_files, skip_t = scan(
-            root, rank([f"train/{f}" for f in list_images(root / "train")], seed), size, max_images
-        )
-        val_files, skip_v = scan(root, [f"val/{f}" for f in list_images(root / "val")], size)
-        skipped = skip_t + skip_v
-        where = ((root / "train", ""), (root / "val", ""))  # (folder, part of it)
-        desc = {"source": "builtin", "builtin": built}
-    elif split_file is not None:
-        root = Path(source)
-        train_files, skip_t = scan(root, rank(split_files(root, split_file, "train"), seed), size, max_images)
-        val_files, skip_v = scan(root, split_files(root, split_file, "dev"), size)
-        skipped = skip_t + skip_v
-        where = ((root, f" (the train part of {split_file})"), (root, f" (the dev part of {split_file})"))
-        desc = {"source": str(root.resolve())}
-        desc["split"] = {"file": Path(split_file).name, "sha256": datasets.sha256(split_file)}
-        desc["split"] |= {"train": "train", "val": "dev"}
-        val_size = None
-    else:
-        root = Path(source)
-        files = list_images(root)
-        good, skipped = scan(root, rank(files, seed), size, max_images)
-        if len(good) < 2:
-            raise ValueError(
-                f"{root}: found {len(good)} usable colour image(s) (need 2 or more); {_skipped_why(skipped)}"
-            )
-        train_files, val_files = split(good, val_size)
-        skip_t, skip_v, where = [], [], ((root, ""), (root, ""))  # split() leaves both parts a file
-        desc = {"source": str(root.resolve())}
-    desc |= named
-    for files, skips, (folder, part), purpose in (
-        (train_files, skip_t, where[0], "training"),
-        (val_files, skip_v, where[1], "validation"),
-    ):  # one line naming the folder (and part) and why each of its files was refused
-        if not files:
-            raise ValueError(f"{folder}: no usable colour image for {purpose}{part}: {_skipped_why(skips)}")
+    root, desc = source_folder(source, data_root, fetch_options)
+    train_all, how = part_files(root, "train", split_file)
+    train_files, skip_t = scan(root, rank(train_all, SPLIT_SEED), size, max_images)
+    dev_files, skip_v = scan(root, part_files(root, "dev", split_file)[0], size)
+    for files, skips, part in ((train_files, skip_t, "train"), (dev_files, skip_v, "dev")):
+        if not files:  # one line naming the folder, the part and why each of its files was refused
+            raise ValueError(f"{root}: no usable colour image in its {part} part ({_parts_rule(how)}): "
+                             f"{_skipped_why(skips)}")  # fmt: skip
     desc |= {
+        "split": how,
+        "parts": {"train": "train", "val": "dev"},  # the val loader is the dev part
         "size": size,
-        "seed": seed,
-        "val_size": val_size,
         "max_images": max_images,
         "augment": augment,
         "crop_scale": crop_scale,
         "n_train": len(train_files),
-        "n_val": len(val_files),
-        "skipped": [list(s) for s in skipped],
+        "n_val": len(dev_files),
+        "skipped": [list(s) for s in skip_t + skip_v],
     }
     common = dict(
         batch_size=batch_size,
@@ -898,8 +802,45 @@ def make_loaders(
     )
     train = DataLoader(
         PhotoFolder(root, sorted(train_files), size, augment, crop_scale=crop_scale),
-        sampler=EpochSampler(len(train_files), seed),
+        sampler=EpochSampler(len(train_files)),
         **common,
     )
-    val = DataLoader(PhotoFolder(root, val_files, size, "none"), shuffle=False, **common)
+    val = DataLoader(PhotoFolder(root, dev_files, size, "none"), shuffle=False, **common)
     return Loaders(train, val, desc)
+
+
+def part_loader(
+    source,
+    part: str,
+    size: int,
+    batch_size: int = 32,
+    workers=None,
+    split_file=None,
+    data_root=None,
+    fetch_options: dict | None = None,
+) -> tuple[DataLoader, dict]:
+    """One part of a source (source_folder, part_files) for scoring: every usable photo in name
+    order, shorter side resized to `size`, centre crop. Returns (loader, description: source,
+    split, part, size, n_images, skipped). ValueError, one line, when the part has no usable photo."""
+    root, desc = source_folder(source, data_root, fetch_options)
+    files, how = part_files(root, part, split_file)
+    good, skipped = scan(root, files, min_side=1)
+    if not good:
+        raise ValueError(f"{root}: no usable colour image in its {part} part ({_parts_rule(how)}): "
+                         f"{_skipped_why(skipped)}")  # fmt: skip
+    workers = default_workers() if workers is None else workers
+    loader = DataLoader(
+        PhotoFolder(root, good, size, "none"), batch_size=batch_size, collate_fn=collate,
+        num_workers=workers, shuffle=False,
+    )  # fmt: skip
+    desc |= {"split": how, "part": part, "size": size, "n_images": len(good)}
+    return loader, desc | {"skipped": [list(s) for s in skipped]}
+
+
+def _parts_rule(how: dict) -> str:
+    """How a folder was cut into parts, in words, for error messages."""
+    if how["rule"] == "split file":
+        return f"as {how['file']} lists"
+    if how["rule"] == "subfolders":
+        return "its subfolder"
+    return "parts by a rule of the file name"

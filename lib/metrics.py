@@ -151,8 +151,12 @@ def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> d
 def evaluate_all(predictors: dict, loader, device="cpu", seen_skips: dict | None = None) -> dict:
     """evaluate() for several predictors {name: model or gray_baseline} in one pass over the
     loader: each batch is decoded and converted to Lab once, then scored by every predictor.
-    Returns {name: scores}; "seconds" is the time of the whole pass. Models are scored in eval
-    mode and get back the mode they had, also when the pass raises."""
+    Returns {name: scores}; "seconds" is the time of the whole pass. Besides the means, scores
+    keep every image's metrics, "per_image" {metric: [value per image]}, in the loader's order,
+    and "files", the names (relative to the dataset's root) of the images scored, in that order
+    (when the loader's dataset has files; those that failed to decode are left out of both), so
+    that differences between models can be paired photo by photo (lib.study). Models are scored
+    in eval mode and get back the mode they had, also when the pass raises."""
     modes = {name: p.training for name, p in predictors.items() if isinstance(p, torch.nn.Module)}
     try:
         for name in modes:
@@ -166,9 +170,11 @@ def evaluate_all(predictors: dict, loader, device="cpu", seen_skips: dict | None
 @torch.inference_mode()
 def _evaluate_all(predictors: dict, loader, device, seen_skips: dict | None) -> dict:
     """The pass of evaluate_all, its models already in eval mode."""
-    sums, n, t0 = {name: dict.fromkeys(METRICS, 0.0) for name in predictors}, 0, time.perf_counter()
+    per_image = {name: {k: [] for k in METRICS} for name in predictors}
+    failed, t0 = set(), time.perf_counter()
     for rgb, skips in loader:
         data.record_skips(seen_skips if seen_skips is not None else {}, skips)
+        failed |= {f for f, _ in skips}
         if len(rgb) == 0:
             continue
         rgb = rgb.to(device)
@@ -178,15 +184,20 @@ def _evaluate_all(predictors: dict, loader, device, seen_skips: dict | None) -> 
             # our models through their head (a classifier's logits become ab); any other callable as is
             ab = checkpoints.predict_ab(predict, l) if hasattr(predict, "head") else predict(l)
             for k, v in image_metrics(rgb, ab.float(), lab_true).items():
-                sums[name][k] += float(v.double().sum())
-        n += len(rgb)
+                per_image[name][k] += v.double().tolist()
+    n = len(next(iter(per_image.values()))[METRICS[0]]) if per_image else 0
     if n == 0:
         raise ValueError("evaluate: the loader yielded no image")
+    ds = getattr(loader, "dataset", None)
+    files = [f for f in ds.files if str(ds.root / f) not in failed] if hasattr(ds, "files") else None
     seconds, out = time.perf_counter() - t0, {}
-    for name, total in sums.items():
-        out[name] = {k: v / n for k, v in total.items()}
+    for name, values in per_image.items():
+        out[name] = {k: sum(v) / n for k, v in values.items()}
         out[name]["mse_normalized"] = out[name]["ab_mse"] / lab.AB_SCALE**2
-        out[name] |= {"n_images": n, "seconds": seconds}
+        # 6 significant digits: far finer than any difference between photos, and results files
+        # that keep a few hundred photos' metrics for every model and seed stay small
+        rounded = {k: [float(f"{x:.6g}") for x in v] for k, v in values.items()}
+        out[name] |= {"n_images": n, "seconds": seconds, "per_image": rounded, "files": files}
     return out
 
 

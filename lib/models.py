@@ -329,6 +329,20 @@ def working_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
     return tuple(max(8, round(s * scale / 8) * 8) for s in (height, width))
 
 
+# Names for readers (charts, tables, sentences); the registry's keys are names for code.
+DISPLAY = {"original_cnn": "OriginalCNN", "edited_cnn": "EditedCNN", "resnet18": "ResNet18"}
+
+
+def display_name(name: str, options: dict) -> str:
+    """A model's name for readers: "ResNet18", "ResNet18, classification head", "ResNet18,
+    classification head, λ=1" (label's information, in DISPLAY's names)."""
+    head = options.get("head", "regression")
+    if head == "regression":
+        return DISPLAY.get(name, name)
+    lam = options.get("rebalance", classes.LAMBDA)
+    return f"{DISPLAY.get(name, name)}, {head} head" + ("" if lam == classes.LAMBDA else f", λ={lam:g}")
+
+
 def label(name: str, options: dict) -> str:
     """A row name for tables: "resnet18", "resnet18 (classification)", "resnet18 (classification,
     λ=1)" for a run without the paper's rebalancing."""

@@ -3,13 +3,18 @@
     nb = notebook.setup(globals(), augment="crop")
 
 reads the notebook's parameters (the names its `parameters` cell defines), picks the device and
-builds the data every notebook needs: `nb.loaders` (training and validation, with `augment`; None
-for a notebook that trains nothing), `nb.held_out` (the held-out set at eval_size, the one every
-model of every notebook is scored on), `nb.samples` (n_samples of its images, for sample grids).
-`nb.figure` and `nb.save_results` write into the run folder with the parameters and provenance
-every results file needs. Nothing here trains: a notebook calls lib.train for that.
+builds the data every notebook needs, one part for each job (lib.data.part_files):
+`nb.loaders` (the train part, with `augment`, and the dev part, which chooses each run's
+checkpoint; None for a notebook that trains nothing), `nb.held_out` (the held-out part at
+eval_size: every score a notebook reports, for every model of every notebook) and `nb.samples`
+(n_samples of its photos, for sample grids). `nb.recipe` holds lib.train.fit's settings from the
+parameters, `nb.run_folder` names a seed's run folder, `nb.score_runs` scores the runs' chosen
+checkpoints on the held-out part, and `nb.figure` and `nb.save_results` write into the run folder
+with the parameters and provenance every results file needs. Nothing here trains: a notebook
+calls lib.train for that.
 """
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +22,21 @@ import torch
 from IPython.display import Markdown, display
 
 from lib import checkpoints, data, metrics, models, plots, results
+
+# What each part did, recorded in every results file of a notebook (and checked by the tests):
+# a score is reported only on a part that neither trained nor chose what it scores.
+JOBS = {
+    "train": "trains",
+    "dev": "chooses each run's checkpoint",
+    "held-out": "scores (every number reported)",
+}
+
+
+# The parameters that make two notebooks' runs the same experiment but for the model.
+RECIPE = (
+    "dataset", "image_size", "augment", "crop_scale", "epochs", "batch_size", "lr", "schedule",
+    "bf16", "max_images", "seeds", "pretrained",
+)  # fmt: skip
 
 
 @dataclass
@@ -27,61 +47,148 @@ class Notebook:
     started: str  # when the set-up ran (results.now())
     out: Path  # the run folder: figures/, results/, checkpoints/
     device: torch.device
-    loaders: data.Loaders | None
-    held_out: torch.utils.data.DataLoader
-    samples: torch.Tensor  # uint8 (n_samples, 3, eval_size, eval_size)
+    loaders: data.Loaders | None  # train (augmented) and dev parts, for lib.train.fit
+    held_out: torch.utils.data.DataLoader  # the held-out part at eval_size, in name order
+    scored_on: dict  # what held_out is (lib.data.part_loader's description)
+    samples: torch.Tensor  # uint8 (n_samples, 3, eval_size, eval_size), distinct held-out photos
+
+    @property
+    def recipe(self) -> dict:
+        """lib.train.fit's keyword arguments that come from the parameters (all but the seed):
+        the same for every seed of a notebook. resume=True: a finished run is read back, not
+        trained again; an interrupted one continues."""
+        p = self.params
+        return {
+            "epochs": p["epochs"], "lr": p["lr"], "schedule": p["schedule"], "bf16": p["bf16"],
+            "device": self.device, "progress": p["progress"], "resume": True,
+        }  # fmt: skip
+
+    def run_folder(self, name: str, seed: int) -> Path:
+        """checkpoints/<name>/seed-<seed>/: one training run."""
+        return self.out / "checkpoints" / name / f"seed-{seed}"
+
+    def score_runs(self, runs: dict, vividness: dict | None = None) -> dict:
+        """Load each run's checkpoint (the one its dev part chose, loaded back from disk) and
+        score them all and the gray baseline on the held-out part in one pass.
+
+        runs: {seed: run record of lib.train.fit}, all of one model. vividness: {row name:
+        setting} to score a classification head at several settings (None: one row, the
+        checkpoint's default), e.g. {"faithful": 0, "default": None}. Returns {"gray baseline":
+        scores, "rows": {row: {seed: scores}}} (lib.metrics.evaluate_all's scores, per photo too)."""
+        vividness = vividness or {"": None}
+        predictors = {}
+        for seed, run in runs.items():
+            model, _ = checkpoints.load(checkpoints.best(run), self.device)
+            for row, v in vividness.items():
+                predictors[(row, seed)] = functools.partial(checkpoints.predict_ab, model, vividness=v)
+        scores = metrics.evaluate_all(
+            predictors | {"gray": metrics.gray_baseline}, self.held_out, self.device
+        )
+        rows = {row: {seed: scores[(row, seed)] for seed in runs} for row in vividness}
+        return {"gray baseline": scores["gray"], "rows": rows}
+
+    def recipe_text(self, original: dict | None = None) -> str:
+        """How this notebook's runs train, in words, from its parameters (Markdown); with
+        `original` (lib.original.CNN_RECIPE, RESNET_RECIPE), whether that is how the original
+        trained, and if not, what the original did: the text follows the parameters, so a
+        profile that changes the recipe (the study's, shared by every model) is never described
+        as the original's."""
+        p, d = self.params, self.loaders.description
+        seeds = ", ".join(map(str, p["seeds"]))
+        augment = {
+            "affine": "Keras-style rotations (up to 20°), shear, zoom (0.8–1.2) and flips",
+            "crop": f"random resized crops covering {p['crop_scale']:.0%} to all of a photo, and flips",
+            "none": "none",
+        }
+        schedule = {"constant": "constant", "onecycle": "one-cycle: warm-up, then cosine annealing"}
+        text = (
+            f"{len(p['seeds'])} run(s), seed(s) {seeds}: each {p['epochs']} epochs over the "
+            f"{d['n_train']} photos of the train part at {p['image_size']} px, batch {p['batch_size']}, "
+            f"Adam with learning rate {p['lr']:g} ({schedule[p['schedule']]}); augmentation: "
+            f"{augment[p['augment']]}; "
+            f"{'bfloat16 autocast' if p['bf16'] or self.device.type == 'cuda' else 'float32'}."
+        )
+        if original is None:
+            return text
+        differ = {k: v for k, v in original.items() if p[k] != v}
+        if not differ:
+            return text + " These are the original project's settings."
+        was = ", ".join(f"{k} = {v!r}" for k, v in differ.items())
+        return text + f" The original trained with {was}: this run's parameters change that."
+
+    def check_same_recipe(self, record: dict, what: str) -> None:
+        """Stop unless an earlier notebook's results (`what`, e.g. "notebook 3") were trained with
+        this notebook's photos and recipe (RECIPE): two heads compared on other budgets would
+        compare the budgets."""
+        results.check_same_parameters(record, self.params, RECIPE, what)
 
     def figure(self, fig, name: str, shown) -> Path:
         """Write a chart as figures/<name>.png with the data it shows beside it (plots.save_figure)."""
         return plots.save_figure(fig, self.out / "figures" / name, shown)
 
     def save_results(self, name: str, **record) -> Path:
-        """Write results/<name>.json: the record, the parameters and the provenance."""
+        """Write results/<name>.json: the record, the parameters, what each part did, what the
+        scores were computed on (the held-out part) and the provenance."""
         where = self.out / "results" / f"{name}.json"
         prov = results.provenance(self.device, self.started)
-        return results.save(where, params=self.params, **record, provenance=prov)
+        return results.save(
+            where, params=self.params, parts=JOBS, scored_on=self.scored_on, **record, provenance=prov
+        )
 
     def load_results(self, name: str) -> dict:
         """results/<name>.json of an earlier notebook of the same run folder."""
         return results.load(self.out / "results" / f"{name}.json")
 
     def model_runs(self) -> dict[str, dict]:
-        """The results of every model trained into this run folder, {row name: results}: the
-        chapters' results/<name>.json for each name of models.MODELS (notebooks 1-3), then
-        checkpoints/*/results.json, which `python -m lib.train --out <run folder>/checkpoints/<name>`
-        writes (any model, scored on its validation set: the held-out set when the data
-        parameters are the notebooks'). Row names are models.label's."""
-        found = [self.out / "results" / f"{n}.json" for n in models.MODELS]
-        found += sorted((self.out / "checkpoints").glob("*/results.json"))
-        runs = {}
-        for path in (p for p in found if p.is_file()):
-            record = results.load(path)
-            runs[models.label(record["model"], record["options"])] = record
-        return runs
+        """The results of every model chapter of this run folder, {model name: results}: the
+        results/<name>.json of each name of models.MODELS and its classification head's, as the
+        chapters wrote them (their "rows" hold each seed's held-out scores)."""
+        names = [*models.MODELS, *(f"{n}-classification" for n in models.MODELS)]
+        found = [self.out / "results" / f"{n}.json" for n in names]
+        return {p.stem: results.load(p) for p in found if p.is_file()}
 
 
 def setup(namespace: dict, augment: str | None = "crop") -> Notebook:
     """The set-up of a notebook from its namespace (globals() right after the parameters cell):
-    the parameters dataset, eval_size, batch_size, max_images, val_size, seed, device, workers,
-    n_samples and out_dir; and, when `augment` is given (a notebook that trains), image_size
-    for the training loaders (lib.data.make_loaders). Prints one line."""
+    the parameters dataset, eval_size, batch_size, max_images, device, workers, n_samples and
+    out_dir; and, when `augment` is given (a notebook that trains), image_size and crop_scale for
+    the training loaders (lib.data.make_loaders). Prints one line."""
     params = results.notebook_parameters(namespace)
     p = params
     device = checkpoints.pick_device(p["device"])
-    common = dict(val_size=p["val_size"], max_images=p["max_images"], seed=p["seed"], workers=p["workers"])
     loaders = None
     if augment is not None:
-        loaders = data.make_loaders(p["dataset"], p["image_size"], p["batch_size"], augment=augment, **common)
-    held_out = data.make_loaders(p["dataset"], p["eval_size"], p["batch_size"], **common).val
+        loaders = data.make_loaders(
+            p["dataset"], p["image_size"], p["batch_size"], max_images=p["max_images"], augment=augment,
+            workers=p["workers"], crop_scale=p["crop_scale"],
+        )  # fmt: skip
+    held_out, scored_on = data.part_loader(
+        p["dataset"], "held-out", p["eval_size"], p["batch_size"], p["workers"]
+    )
+    scored_on["files"] = list(held_out.dataset.files)
     nb = Notebook(
         params=params, started=results.now(), out=Path(p["out_dir"]), device=device, loaders=loaders,
-        held_out=held_out, samples=data.sample_images(held_out.dataset, p["n_samples"]),
+        held_out=held_out, scored_on=scored_on, samples=data.sample_images(held_out.dataset, p["n_samples"]),
     )  # fmt: skip
-    trained = f"{loaders.description['n_train']} training, " if loaders else ""
-    skipped = f", {len(loaders.description['skipped'])} files skipped" if loaders else ""
-    print(f"device: {device}; {trained}{len(held_out.dataset)} held-out images{skipped}")
+    if loaders:
+        d = loaders.description
+        print(f"device: {device}; train part {d['n_train']} photos, dev part {d['n_val']}, "
+              f"held-out part {len(held_out.dataset)}")  # fmt: skip
+    else:
+        print(f"device: {device}; held-out part {len(held_out.dataset)} photos")
     print(f"results go to {nb.out.resolve()}")
     return nb
+
+
+def seed_rows(name: str, scored: dict) -> dict:
+    """The rows of a table of Notebook.score_runs' output: one per (row, seed) of the model
+    `name`, then the gray baseline."""
+    rows = {
+        f"{name}{f', {row}' if row else ''}, seed {seed}": s
+        for row, seeds in scored["rows"].items()
+        for seed, s in seeds.items()
+    }
+    return rows | {"gray baseline": scored["gray baseline"]}
 
 
 def table(scores: dict) -> None:

@@ -37,6 +37,12 @@ RESNET_VAL_MSE_BAR_CHART = 0.0032  # the final bar chart's ResNet18 bar, (ab+128
 # The final bar chart "MSE across All Architectures" (values read off the chart).
 BAR_CHART = {"CNN (1st run)": 0.0121, "CNN after Optimization": 0.0, "Resnet18": 0.0032}
 
+# How the original trained (lib.notebook.Notebook.recipe_text compares a run's parameters with
+# these): the CNNs with Keras-style augmentation and Adam at 1e-3; the ResNet18 with random resized
+# crops and Adam at 1e-2 (Melas-Kyriazi's recipe); both at a constant learning rate.
+CNN_RECIPE = {"augment": "affine", "lr": 1e-3, "schedule": "constant"}
+RESNET_RECIPE = {"augment": "crop", "lr": 1e-2, "schedule": "constant"}
+
 # The ResNet notebook's target was (ab + 128)/255, ours (and the CNNs') is ab/128: an MSE on the
 # ResNet scale times (255/128)^2 is the same error on our scale.
 RESNET_TO_OUR_SCALE = (255 / 128) ** 2

@@ -10,7 +10,10 @@ cell declares. Everything goes into one new folder, runs/<profile>-<time>/: the 
 notebooks, html/ (self-contained: images embedded, formulas typeset by a local copy of MathJax),
 pdf/ (printed from the HTML by a headless Chromium, when there is one), results/, figures/ and
 checkpoints/. A failing notebook stops the run with exit code 1 and a line naming the notebook and
-the cell; the partly executed notebook stays for inspection.
+the cell; the partly executed notebook stays for inspection. `--out` naming the folder of an
+earlier run of the same profile continues it (start_or_continue): how a long study run that a
+session's end cut short goes on. pipeline.json records the profile (its name and values), the
+overrides and each attempt's commit and seconds per notebook, written after every notebook.
 """
 
 import argparse
@@ -29,7 +32,9 @@ from lib import results
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
-NOTEBOOKS = ["01_OriginalCNN", "02_EditedCNN", "03_ResNet18", "04_Comparison", "05_Classification"]
+# In the order they run: chapter 4 compares every model, so it runs after chapter 5, which trains
+# the last one (the classification head); readers read them in their numbered order.
+NOTEBOOKS = ["01_OriginalCNN", "02_EditedCNN", "03_ResNet18", "05_Classification", "04_Comparison"]
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"  # the one config jupyter-server-mathjax ships
 # The template loads require.js from a CDN for interactive widgets; these notebooks have none.
 REMOTE_SCRIPT = re.compile(r'<script src="https?://[^"]*"[^>]*>\s*</script>\s*')
@@ -66,8 +71,8 @@ def check_dataset(profile: dict, overrides: dict, name: str) -> None:
         raise ValueError(f"profile {name} needs a folder of photos: --data DIR (make run DATA=DIR)")
     from lib import datasets  # the names of the public sets, fetched on first use
 
-    if dataset != "builtin" and dataset not in datasets.DATASETS and not Path(dataset).is_dir():
-        names = ", ".join(["builtin", *datasets.DATASETS])
+    if dataset != "photos" and dataset not in datasets.DATASETS and not Path(dataset).is_dir():
+        names = ", ".join(["photos", *datasets.DATASETS])
         raise FileNotFoundError(f"{dataset}: no such folder, nor a data set name ({names})")
 
 
@@ -209,21 +214,46 @@ def export_pdf(html: Path, pdf_dir: Path, chromium: str) -> Path:
     return results.write_atomic(pdf_dir / f"{html.stem}.pdf", print_to)
 
 
+def start_or_continue(out: Path, profile_name: str, profile: dict, overrides: dict) -> dict:
+    """The record (pipeline.json) of the run in `out`: a new one for a new or empty folder, or the
+    folder's own when it holds a pipeline run of the same profile (its name and its values) and
+    overrides, which then continues: each notebook runs again, and its training cells resume
+    their stored runs (a finished run is read back, an interrupted one continues from its last
+    epoch), so a long run cut short by the end of a session goes on where it stopped. Any other
+    non-empty folder is refused (FileExistsError, one line): it is not this run's."""
+    record = {"profile": profile_name, "parameters": profile, "overrides": overrides, "attempts": []}
+    if not out.exists() or not any(out.iterdir()):
+        return record
+    earlier = out / "pipeline.json"
+    if not earlier.is_file():
+        raise FileExistsError(f"{out}: exists, is not empty and holds no pipeline run; choose another --out")
+    before = results.load(earlier)
+    if any(before.get(k) != record[k] for k in ("profile", "parameters", "overrides")):
+        raise FileExistsError(
+            f"{out}: holds a run of profile {before.get('profile')!r} with other parameters or "
+            "overrides; continue it with the same ones, or choose another --out"
+        )
+    print(f"continuing the run in {out} (attempt {len(before['attempts']) + 1})")
+    return before
+
+
 def run(profile_name="quick", out_dir=None, overrides=None, notebooks=NOTEBOOKS, pdf=True) -> Path:
-    """Execute and export the notebooks; returns the run folder. Raises on the first failure."""
+    """Execute and export the notebooks; returns the run folder. Raises on the first failure.
+    An `out_dir` holding a run of the same profile and overrides continues (start_or_continue)."""
     import papermill
 
     profile = load_profile(profile_name)
     check_dataset(profile, overrides or {}, profile_name)
     out = Path(out_dir or REPO / "runs" / f"{Path(profile_name).stem}-{datetime.now():%Y%m%d-%H%M%S}")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out}: already exists and is not empty; choose another --out")
-    (out / "html").mkdir(parents=True, exist_ok=True)
     overrides = {**(overrides or {}), "out_dir": str(out.resolve())}
+    record = start_or_continue(out, profile_name, profile, overrides)
+    (out / "html").mkdir(parents=True, exist_ok=True)
     chromium = find_chromium() if pdf else None
     if pdf and chromium is None:
         print("PDF export skipped: no Chromium found (Debian/Ubuntu: apt-get install chromium)")
     timings = {}
+    record["attempts"].append({"started": results.now(), "code": results.CODE_COMMIT, "seconds": timings})
+    results.save(out / "pipeline.json", **record)  # first: a run cut short in notebook 1 continues too
     for nb in notebooks:
         t0 = time.perf_counter()
         print(f"{nb}: running ...", flush=True)
@@ -239,17 +269,19 @@ def run(profile_name="quick", out_dir=None, overrides=None, notebooks=NOTEBOOKS,
             export_pdf(html, out / "pdf", chromium)
         timings[nb] = round(time.perf_counter() - t0, 1)
         print(f"{nb}: done in {timings[nb]} s", flush=True)
-    record = {"profile": profile_name, "overrides": overrides, "seconds": timings}
-    results.save(out / "pipeline.json", **record)
+        results.save(out / "pipeline.json", **record)  # after each notebook: what has finished
     return out
 
 
 def publish(run_dir: Path, figures_dir: Path = REPO / "figures") -> None:
-    """Copy a finished run's charts (with their data) into figures/ and its results files into
-    figures/results/: the reference run that README shows. Replaces what was there, on purpose."""
+    """Copy a finished run's charts (with their data) into figures/, its results files and
+    pipeline.json into figures/results/ and its PDF exports into figures/notebooks/: the run that
+    README shows, read without running anything. Replaces what was there, on purpose."""
     (figures_dir / "results").mkdir(parents=True, exist_ok=True)
+    (figures_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     copies = [(f, figures_dir / f.name) for f in sorted((run_dir / "figures").glob("*"))]
     copies += [(f, figures_dir / "results" / f.name) for f in sorted((run_dir / "results").glob("*.json"))]
+    copies += [(f, figures_dir / "notebooks" / f.name) for f in sorted((run_dir / "pdf").glob("*.pdf"))]
     copies.append((run_dir / "pipeline.json", figures_dir / "results" / "pipeline.json"))
     for src, dst in copies:
         results.write_atomic(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))

@@ -15,20 +15,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from lib import lab, metrics, results
+from lib import lab, metrics, models, results
 
 GRAY = "#8c8c8c"
 # The shipped reference model's row name in the notebooks' tables: it was not trained in the run.
-REFERENCE = "reference (trained at scale, not in this run)"
+REFERENCE = "reference (trained on the pools, not in this run)"
 COLOURS = {"original_cnn": "#c0392b", "edited_cnn": "#2471a3", "resnet18": "#1e8449", "gray baseline": GRAY}
 COLOURS[REFERENCE] = "#7d3c98"
-LABELS = {
-    "original_cnn": "OriginalCNN",
-    "edited_cnn": "EditedCNN",
-    "resnet18": "ResNet18",
-    "gray baseline": "gray baseline",
-    REFERENCE: "reference (at scale)",
-}
+LABELS = {**models.DISPLAY, "gray baseline": "gray baseline", REFERENCE: "reference (pools)"}
 # Colours of models with no entry in COLOURS: matplotlib's tab10 less its red, green, blue, purple
 # and gray, which would pass for the known models' colours.
 PALETTE = ("#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
@@ -54,9 +48,9 @@ def label(name: str) -> str:
 def colour(name: str) -> str:
     """A model's colour: its COLOURS entry, else one of PALETTE chosen by a CRC-32 of the name, so
     a name gets the same colour in every chart and every run (Python's hash() of a str changes
-    from run to run)."""
-    if name in COLOURS:
-        return COLOURS[name]
+    from run to run). A display name (LABELS) gets its model's colour."""
+    if _key(name) in COLOURS:
+        return COLOURS[_key(name)]
     return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
 
 
@@ -329,3 +323,53 @@ def original_chart_redrawn(as_published: dict, one_scale: dict, ours: dict):
 def _key(shown: str) -> str:
     """The model key behind a display label (for colours)."""
     return {v: k for k, v in LABELS.items()}.get(shown, shown)
+
+
+def margins(summary: dict, metrics=("auc", "ab_mse", "delta_cf"), title: str | None = None,
+            registry=metrics.REGISTRY):  # fmt: skip
+    """Does any model beat no colour, and which by more: one panel per metric, one row per model
+    (top to bottom in the summary's order), its mean difference from the gray baseline as a dot
+    and the interval of that difference as a line, zero (the gray baseline) as a vertical line.
+
+    `summary` is lib.study.summarize output ("vs_gray": model minus gray, in the metric's units,
+    averaged over the held-out photos; intervals at its "level"); `metrics` are keys of
+    `registry` (lib.metrics.Metric entries), those missing from the summary left out. Right is
+    always better: for a lower-is-better metric the difference is drawn negated (gray minus
+    model), and its axis says so; a metric with no better direction (colourfulness) is drawn as
+    model minus gray, with no arrow. WIDTH wide and at most 4 in tall, text at 8 pt or more."""
+    keys = [k for k in metrics if k in summary["metrics"]]
+    if not keys:
+        raise ValueError(f"margins: none of {list(metrics)} is in the summary ({summary['metrics']})")
+    names, by_key = list(summary["vs_gray"]), {m.key: m for m in registry}
+    axis = {  # by Metric.higher: right is better, so a lower-is-better difference is negated
+        True: "model − gray\nbetter →",
+        False: "gray − model\n(lower is better)\nbetter →",
+        None: "model − gray\n(no better side)",
+    }
+    rows = np.arange(len(names))[::-1]  # first model on top
+    fig, axes = plt.subplots(1, len(keys), figsize=(WIDTH, min(4.0, 1.5 + 0.3 * len(names))), dpi=DPI,
+                             sharey=True, squeeze=False)  # fmt: skip
+    for ax, key in zip(axes[0], keys, strict=True):
+        m = by_key[key]
+        sign = -1.0 if m.higher is False else 1.0  # so that right is better on every panel
+        for y, name in zip(rows, names, strict=True):
+            c = summary["vs_gray"][name][key]
+            low, high = sorted((sign * c["low"], sign * c["high"]))
+            ax.plot([low, high], [y, y], "-", color=colour(name), lw=2, solid_capstyle="butt")
+            ax.plot([sign * c["mean"]], [y], "o", color=colour(name), ms=5)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.margins(x=0.15)
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(min(lo, -0.05 * (hi - lo)), max(hi, 0.05 * (hi - lo)))  # zero always in view
+        ax.xaxis.set_major_locator(plt.MaxNLocator(3))
+        ax.set_title(textwrap.fill(m.label, 18), fontsize=9)
+        ax.set_xlabel(axis[m.higher], fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].set_yticks(rows, [label(n) for n in names], fontsize=8)
+    axes[0, 0].set_ylim(-0.6, len(names) - 0.4)
+    level, n = f"{summary['level'] * 100:g} %", summary["n_photos"]
+    default = f"Against the gray baseline (0): mean difference over {n} photos, line: {level} interval"
+    fig.suptitle(title or default, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -105,8 +105,17 @@ def restore(last: Path, run: dict, model, opt, sched) -> None:
     for a one-cycle schedule, which has ended). Raises ValueError naming what differs."""
     state = torch.load(last, map_location=next(model.parameters()).device, weights_only=True)
     mismatch = {k for k in ("model", "options") if state[k] != run[k]}
-    same_data = ("source", "size", "seed", "val_size", "max_images", "n_train", "n_val", "split")
-    same_data += ("augment", "crop_scale")
+    same_data = (
+        "source",
+        "split",
+        "parts",
+        "size",
+        "max_images",
+        "n_train",
+        "n_val",
+        "augment",
+        "crop_scale",
+    )
     if any(state["data"].get(k) != run["data"].get(k) for k in same_data):
         mismatch.add("data")
     before = {"schedule": "constant", "bf16": False} | state["run"]["settings"]  # older runs
@@ -258,8 +267,11 @@ def fit(
     progress: bool = True,
     compile_model: bool = False,
 ) -> tuple[torch.nn.Module, dict]:
-    """Train `model_name` (with `options`, e.g. {"head": "classification"}) on loaders.train,
-    validate each epoch on loaders.val, checkpoint the best into out_dir.
+    """Train `model_name` (with `options`, e.g. {"head": "classification"}) on loaders.train (the
+    train part), validate each epoch on loaders.val (the dev part), checkpoint the best into
+    out_dir: the dev part chooses the checkpoint, so it cannot also score it (the held-out part
+    does that, outside this function). `seed` sets the initial weights and each epoch's order and
+    augmentation; the loaders (the photos of each part) are the same for every seed.
 
     Returns (the trained model as of the last epoch, the run record: model, options,
     normalization, settings, data description, per-epoch history (train loss, val loss, seconds,
@@ -313,7 +325,7 @@ def fit(
 
     skips = run["skipped_during_training"]
     for epoch in range(len(run["history"]) + 1, epochs + 1):
-        loaders.train.sampler.set_epoch(epoch)  # shuffle order and augmentation seeds
+        loaders.train.sampler.set_epoch(epoch, seed)  # this run's order and augmentation seeds
         desc = f"epoch {epoch}/{epochs}" if progress and rank == 0 else None
         done = train_one_epoch(net, model, opt, sched, loaders.train, device, skips, bf16, desc)
         val_loss = validate(model, loaders.val, device, skips, bf16)
@@ -337,7 +349,8 @@ def fit(
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m lib.train",
-        description="Train one colorizer, then score it and the gray baseline on the validation set.",
+        description="Train one colorizer on the train part, choose its checkpoint on the dev part, and "
+        "show it and the gray baseline on that dev part (score the held-out part with lib.evaluate).",
     )
     p.add_argument("--model", default="resnet18", choices=list(models.MODELS))
     p.add_argument(
@@ -354,15 +367,11 @@ def main(argv=None) -> int:
     )  # fmt: skip
     p.add_argument(
         "--data",
-        default="builtin",
-        help="'builtin' (the embedded photos), a folder of colour photos, or places365-val / places205-test "
+        default="photos",
+        help="'photos' (the embedded photos), a folder of colour photos (with train/, dev/ and held-out/ "
+        "subfolders, or cut into them by a rule of the file name), or places365-val / places205-test "
         "(fetched into data/ on first use)",
     )
-    p.add_argument(
-        "--builtin-root", type=Path, default=data.DEFAULT_BUILTIN_ROOT, metavar="DIR",
-        help="--data builtin: the folder of the embedded data set, built there on first use "
-        "(default: data/builtin)",
-    )  # fmt: skip
     p.add_argument(
         "--split", default=None, metavar="FILE",
         help="a split file of --data (lib.data.write_split): train on its train part, validate on its dev",
@@ -375,7 +384,6 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=float, default=0.15, help="onecycle: share of the steps spent warming up")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU too (always on CUDA)")
     p.add_argument("--max-images", type=int, default=None)
-    p.add_argument("--val-size", type=float, default=0.1, help="fraction (<1) or count of validation images")
     p.add_argument("--augment", default="crop", choices=["crop", "affine", "none"])
     p.add_argument(
         "--crop-scale", type=float, default=0.08,
@@ -407,16 +415,14 @@ def main(argv=None) -> int:
         dist.broadcast_object_list(out, src=0)  # one run folder for all processes
     out = Path(out[0])
     started = results.now()
-    val_size = int(a.val_size) if a.val_size >= 1 else a.val_size
     try:
         loaders = data.make_loaders(
-            a.data, a.size, a.batch_size, val_size=val_size, max_images=a.max_images,
-            seed=a.seed, augment=a.augment, workers=a.workers, pin_memory=device.type == "cuda",
-            split_file=a.split, crop_scale=a.crop_scale, builtin_root=a.builtin_root,
+            a.data, a.size, a.batch_size, max_images=a.max_images, augment=a.augment,
+            workers=a.workers, pin_memory=device.type == "cuda", split_file=a.split, crop_scale=a.crop_scale,
         )  # fmt: skip
         d = loaders.description
         if rank == 0:
-            print(f"data: {d['n_train']} train / {d['n_val']} val images at {a.size}px, "
+            print(f"data: {d['n_train']} train / {d['n_val']} dev images at {a.size}px, "
                   f"{len(d['skipped'])} skipped; {world} process(es)")  # fmt: skip
         _, run = fit(
             a.model, loaders, out, epochs=a.epochs, lr=a.lr, options=options, device=device, seed=a.seed,
@@ -435,12 +441,15 @@ def main(argv=None) -> int:
     predictors = {label: model, "gray baseline": metrics.gray_baseline}
     # the same record of skips as training's: a file that failed there is not named twice
     scores = metrics.evaluate_all(predictors, loaders.val, device, run["skipped_during_training"])
-    print(f"\nvalidation set, {scores[label]['n_images']} images (best checkpoint, epoch "
+    print(f"\nthe dev part, {scores[label]['n_images']} images: the part that chose this checkpoint (epoch "
           f"{min(run['checkpoints'], key=lambda c: c['val_loss'])['epoch']}):")  # fmt: skip
     print(metrics.format_table(scores))
     if run["skipped_during_training"]:
         print(f"{len(run['skipped_during_training'])} more files skipped while training (see the log above)")
-    results.save(out / "results.json", **run, metrics=scores, provenance=results.provenance(device, started))
+    # "dev_metrics", never "metrics": these scores are optimistic (the dev part chose the
+    # checkpoint), so nothing that reports held-out scores may take them for such
+    prov = results.provenance(device, started)
+    results.save(out / "results.json", **run, dev_metrics=scores, provenance=prov)
     print(f"\nrun folder: {out}  (results.json, checkpoints)")
     return 0
 

@@ -1,6 +1,7 @@
 """Colorizing your own photos: full resolution, every input mode, never overwriting, exit codes."""
 
 import hashlib
+import importlib.resources
 import io
 import os
 import struct
@@ -16,6 +17,11 @@ from bad_inputs import png16
 from PIL import Image, ImageCms
 
 from lib import checkpoints, colorize, data, lab, train
+
+
+def skimage_photo(name: str) -> Path:
+    """A photo that ships inside scikit-image's wheel (no download)."""
+    return Path(str(importlib.resources.files("skimage.data").joinpath(name)))
 
 
 @pytest.fixture(scope="module")
@@ -360,7 +366,7 @@ def jpeg_with_exif(path: Path, img: Image.Image, ifd_entries) -> None:
 
 def adobe_rgb_profile() -> bytes:
     """The Adobe RGB (1998) profile of a real photo that ships with scikit-image (the rocket)."""
-    with Image.open(data.builtin_photo_path("rocket")) as im:
+    with Image.open(skimage_photo("rocket.jpg")) as im:
         return im.info["icc_profile"]
 
 

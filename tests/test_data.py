@@ -2,7 +2,9 @@
 
 import gc
 import hashlib
+import importlib.resources
 import io
+import json
 import logging
 import os
 import pickle
@@ -20,6 +22,11 @@ from PIL import Image, ImageCms, ImageFile
 from lib import data, datasets, lab
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def skimage_photo(name: str) -> Path:
+    """A photo that ships inside scikit-image's wheel (no download)."""
+    return Path(str(importlib.resources.files("skimage.data").joinpath(name)))
 
 
 def rng(seed=0):
@@ -124,22 +131,6 @@ def test_rank_is_a_seeded_permutation():
     assert data.rank(FILES, 0) == r0
     assert data.rank(reversed(FILES), 0) == r0  # depends on names, not on input order
     assert data.rank(FILES, 1) != r0
-
-
-def test_split_deterministic_and_sized():
-    def split(val_size, seed):
-        return data.split(data.rank(FILES, seed), val_size)
-
-    train, val = split(0.25, 0)
-    assert (len(train), len(val)) == (30, 10)
-    assert sorted(train + val) == sorted(FILES) and not set(train) & set(val)
-    assert train == sorted(train) and val == sorted(val)
-    assert split(0.25, 0) == (train, val)
-    assert split(0.25, 1) != (train, val)
-    assert [len(p) for p in split(3, 0)] == [37, 3]
-    assert set(split(3, 0)[1]) < set(val)  # a smaller val set is a prefix of the same order
-    assert [len(p) for p in split(0.001, 0)] == [39, 1]  # never an empty side
-    assert [len(p) for p in split(100, 0)] == [1, 39]
 
 
 def test_rank_order_stable_when_files_added():
@@ -250,6 +241,17 @@ def bad_folder(tmp_path):
     return root, exp
 
 
+def as_train_part(root: Path) -> Path:
+    """A folder whose train part is `root` (a link to it) and whose dev and held-out parts are
+    one good photo each (copies of good_a.png and good_b.png): make_loaders reads all of root."""
+    parts = root.parent / "parts"
+    for part, name in (("dev", "good_a.png"), ("held-out", "good_b.png")):
+        (parts / part).mkdir(parents=True)
+        (parts / part / name).write_bytes((root / name).read_bytes())
+    (parts / "train").symlink_to(root, target_is_directory=True)
+    return parts
+
+
 def match(images: list, expected: dict) -> Counter:
     """Name each loader image by the expected image it is closest to; check it is close."""
     names = Counter()
@@ -267,15 +269,15 @@ def test_bad_input_folder(bad_folder, caplog):
     root, expected = bad_folder
     before = folder_state(root)
     caplog.set_level(logging.WARNING, logger="lib.data")
-    kw = dict(size=32, batch_size=4, workers=0, val_size=2, seed=0, augment="none")
-    loaders = data.make_loaders(root, **kw)
+    kw = dict(size=32, batch_size=4, workers=0, augment="none")
+    loaders = data.make_loaders(as_train_part(root), **kw)
     seen = {}
     images, skips = [], []
     for loader in (loaders.train, loaders.val):
         ims, sk = drain(loader, seen)
         images += ims
         skips += sk
-    assert match(images, expected) == Counter(VALID)  # each valid file exactly once
+    assert match(images, expected) == Counter(VALID) + Counter(["good_a.png"])  # once each (+ dev's)
 
     # every invalid file is reported exactly once, at scan time or at decode time
     reported = [(Path(f).name, r) for f, r in loaders.description["skipped"]]
@@ -295,10 +297,11 @@ def test_bad_input_folder(bad_folder, caplog):
 
 def test_bad_input_description(bad_folder):
     root, _ = bad_folder
-    desc = data.make_loaders(root, size=32, workers=0, val_size=2, seed=0).description
-    assert desc["source"] == str(root.resolve())
+    parts = as_train_part(root)
+    desc = data.make_loaders(parts, size=32, workers=0).description
+    assert desc["source"] == str(parts.resolve())
     # scan-time skips are the 8 header-visible problems; truncated and gray content pass it
-    assert desc["n_val"] == 2 and desc["n_train"] == len(VALID) + 2 - desc["n_val"]
+    assert desc["n_val"] == 1 and desc["n_train"] == len(VALID) + 2
     assert {Path(f).name for f, _ in desc["skipped"]} == set(INVALID) - {
         "truncated.jpg",
         "graycontent.png",
@@ -363,7 +366,7 @@ def test_no_valid_image_raises_naming_folder(tmp_path):
 
 @pytest.mark.parametrize("split", [False, True])
 def test_a_source_that_is_neither_a_folder_nor_a_name_lists_the_names(tmp_path, split):
-    names = "builtin, places205-test, places365-val"
+    names = "photos, places205-test, places365-val"
     kw = {"split_file": tmp_path / "split.csv"} if split else {}
     for source in ("places205", tmp_path / "nope"):
         with pytest.raises(FileNotFoundError, match=f"^{re.escape(str(source))}: .*{names}"):
@@ -556,7 +559,7 @@ def adobe_to_srgb(v: np.ndarray) -> np.ndarray:
 
 def adobe_rgb_profile() -> bytes:
     """The Adobe RGB (1998) profile of a real photo that ships with scikit-image (the rocket)."""
-    with Image.open(data.builtin_photo_path("rocket")) as im:
+    with Image.open(skimage_photo("rocket.jpg")) as im:
         icc = im.info["icc_profile"]
     assert b"Adobe RGB (1998)" in icc
     return icc
@@ -571,7 +574,7 @@ def test_an_icc_profile_is_converted_to_srgb(tmp_path):
         rgb = np.asarray(data.to_rgb(im), dtype=int)
     assert np.abs(rgb - adobe_to_srgb(arr.astype(float))).max() <= 1
     assert data.read_image(tmp_path / "adobe.png").icc is None
-    with Image.open(data.builtin_photo_path("astronaut")) as im:
+    with Image.open(skimage_photo("astronaut.png")) as im:
         srgb = im.info["icc_profile"]
     assert b"sRGB IEC61966-2.1" in srgb
     Image.fromarray(noise(40, 40, 28)).save(tmp_path / "srgb.png", icc_profile=srgb)
@@ -642,79 +645,63 @@ def test_an_unusable_icc_profile_is_refused(tmp_path):
 # --- the embedded photos ------------------------------------------------------------------------
 
 
-def test_build_builtin_idempotent_and_split_by_photo(tmp_path):
-    root = tmp_path / "b"
-    m1 = data.build_builtin(root, crops=4, side=64)
-    state = folder_state(root)
-    assert data.build_builtin(root, crops=4, side=64) == m1  # reused, not rebuilt
-    assert folder_state(root) == state
-    with pytest.raises(FileExistsError, match=re.escape(str(root))):
-        data.build_builtin(root, crops=5, side=64)
-    with pytest.raises(FileExistsError):
-        data.build_builtin(root, seed=1, crops=4, side=64)
-    assert folder_state(root) == state
-    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temporary folder left beside it
-
-    train, val = set(m1["train_photos"]), set(m1["val_photos"])
-    assert not train & val and train | val == set(data.BUILTIN_PHOTOS) and len(val) == 2
-    for part, photos in (("train", train), ("val", val)):
-        files = data.list_images(root / part)
-        assert len(files) == 4 * len(photos)
-        assert {f.rsplit("_", 1)[0] for f in files} == photos
-        with Image.open(root / part / files[0]) as im:
-            assert im.size == (64, 64) and im.mode == "RGB"
-
-    data.build_builtin(tmp_path / "again", crops=4, side=64)  # same settings: same bytes
-    hashes = {k: h for k, (h, _) in folder_state(tmp_path / "again").items()}
-    assert hashes == {k: h for k, (h, _) in state.items()}
-
-
-def builtin_files(manifest: dict) -> set[str]:
-    """The files a builtin folder with this manifest holds: one PNG per crop of each photo."""
-    crops = manifest["settings"]["crops"]
-    parts = (("train", manifest["train_photos"]), ("val", manifest["val_photos"]))
-    crop_files = {f"{part}/{p}_{k:03d}.png" for part, photos in parts for p in photos for k in range(crops)}
-    return {"manifest.json"} | crop_files
-
-
-def test_build_builtin_never_mixes_in_what_a_crashed_build_left(tmp_path):
-    """A build killed half-way (here: one with more crops per photo) must not lend its files to the next."""
-    root = tmp_path / "b"
-    for name in (root.name + ".tmp", f".{root.name}.tmp"):  # where a crashed build may have written
-        for part in ("train", "val"):
-            (tmp_path / name / part).mkdir(parents=True)
-            for p in data.BUILTIN_PHOTOS:
-                Image.new("RGB", (64, 64), "red").save(tmp_path / name / part / f"{p}_007.png")
-    built = data.build_builtin(root, crops=4, side=64)
-    assert set(folder_state(root)) == builtin_files(built)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.tmp", "b", "b.tmp"]  # not ours: left alone
-
-
-def test_build_builtin_cleans_up_when_it_fails_and_refuses_a_foreign_folder(tmp_path):
-    root = tmp_path / "b"
-    with pytest.raises(ValueError):  # a crop of 0 pixels cannot be resized
-        data.build_builtin(root, crops=2, side=0)
-    assert list(tmp_path.iterdir()) == []  # neither root nor a temporary folder
-    root.mkdir()
-    (root / "mine.txt").write_text("not a builtin data set")
-    with pytest.raises(FileExistsError, match=re.escape(f"{root}: exists without manifest.json")):
-        data.build_builtin(root, crops=2, side=64)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
-    assert [p.name for p in root.iterdir()] == ["mine.txt"]
-
-
-def test_make_loaders_builtin(builtin_root):
-    """The default embedded set (built once per session by the fixture with the default settings)."""
-    loaders = data.make_loaders("builtin", size=32, builtin_root=builtin_root, workers=0)
+def test_make_loaders_trains_on_the_train_part_and_validates_on_the_dev_part():
+    """The embedded photos: train/, dev/ and held-out/ subfolders, each part its one job."""
+    loaders = data.make_loaders("photos", size=32, workers=0, max_images=40)
     d = loaders.description
-    assert d["source"] == "builtin" and d["n_train"] > 0 and d["n_val"] > 0
-    assert d["n_train"] + d["n_val"] == 8 * d["builtin"]["settings"]["crops"]
-    assert d["skipped"] == []
+    assert d["source"] == "photos" and d["split"] == {"rule": "subfolders"}
+    assert d["parts"] == {"train": "train", "val": "dev"} and d["skipped"] == []
+    train, dev = loaders.train.dataset.files, loaders.val.dataset.files
+    assert len(train) == d["n_train"] == 40 and all(f.startswith("train/") for f in train)
+    assert dev == data.part_files(data.PHOTOS, "dev")[0] and len(dev) == d["n_val"] > 150
+    held_out = set(data.part_files(data.PHOTOS, "held-out")[0])
+    assert len(held_out) > 200 and not held_out & (set(train) | set(dev))
     batch, bad = next(iter(loaders.val))
     assert batch.shape == (32, 3, 32, 32) and batch.dtype == torch.uint8 and bad == []
-    val_photos = set(d["builtin"]["val_photos"])
-    assert all(Path(f).name.rsplit("_", 1)[0] in val_photos for f in loaders.val.dataset.files)
-    assert all(f.startswith("train/") for f in loaders.train.dataset.files)
+    # max_images keeps the first photos of one fixed order: a bigger subset holds the smaller
+    assert set(train) < set(
+        data.make_loaders("photos", size=32, workers=0, max_images=80).train.dataset.files
+    )
+
+
+def test_a_plain_folder_is_cut_into_parts_by_a_rule_of_the_name_alone(tmp_path):
+    """No subfolders: each file's part is split_part(its name), whatever the other files are; the
+    part_loader of the held-out part reads exactly those files, in name order."""
+    for i in range(60):
+        save(tmp_path / f"photo_{i:03d}.png", noise(40, 40, i))
+    parts = {p: data.part_files(tmp_path, p)[0] for p in data.PARTS}
+    assert sorted(sum(parts.values(), [])) == data.list_images(tmp_path)
+    assert all(data.split_part(f) == p for p, files in parts.items() for f in files)
+    assert all(len(files) > 0 for files in parts.values()) and len(parts["train"]) > 30
+    (tmp_path / "extra.png").write_bytes((tmp_path / "photo_000.png").read_bytes())
+    again = {p: data.part_files(tmp_path, p)[0] for p in data.PARTS}
+    assert all(set(parts[p]) <= set(again[p]) for p in data.PARTS)  # a new file moves no other
+    loader, desc = data.part_loader(tmp_path, "held-out", 32, workers=0)
+    assert loader.dataset.files == parts["held-out"] and desc["n_images"] == len(parts["held-out"])
+    assert desc["split"]["rule"] == "name" and desc["part"] == "held-out"
+
+
+def test_the_held_out_part_is_the_same_for_every_seed_and_never_read_by_training(tmp_path):
+    """The split is fixed: a run's seed changes its initial weights, order and augmentation, never
+    which photos are in which part."""
+    from lib import train
+
+    loaders = data.make_loaders("photos", size=32, workers=0, max_images=16, batch_size=8)
+    held_out = data.part_files(data.PHOTOS, "held-out")[0]
+    seen = {}
+    for seed in (0, 1, 2):
+        _, run = train.fit(
+            "resnet18", loaders, tmp_path / f"seed-{seed}", epochs=1, seed=seed, progress=False
+        )
+        seen[seed] = run
+        assert run["data"]["split"] == {"rule": "subfolders"}
+    assert len({json.dumps(r["data"], sort_keys=True) for r in seen.values()}) == 1  # the same data
+    assert data.part_loader("photos", "held-out", 32, workers=0)[0].dataset.files == held_out
+    orders = set()
+    for seed in (0, 1):
+        loaders.train.sampler.set_epoch(1, seed)
+        orders.add(tuple(i for i, _ in loaders.train.sampler))
+    assert len(orders) == 2  # the seed does change the order
 
 
 # --- streaming, to_model, workers -----------------------------------------------------------------
@@ -729,15 +716,16 @@ def test_streaming_memory(tmp_path):
     root = tmp_path / "many"
     root.mkdir()
     colours = rng(12).integers(0, 256, (2000, 3), dtype=np.uint8)
-    colours[:, 0] = colours[:, 1] // 2  # never gray
+    colours[:, 2] = colours[:, 1] ^ 128  # never gray: blue and green always differ
     for i, c in enumerate(colours):
         a = np.empty((128, 128, 3), np.uint8)
         a[:] = c
         a[::4, ::4] = 255 - c
         Image.fromarray(a).save(root / f"{i:04d}.png", compress_level=1)
-    loaders = data.make_loaders(root, size=32, batch_size=64, workers=0, val_size=0.1)
+    loaders = data.make_loaders(root, size=32, batch_size=64, workers=0)
     ds = loaders.train.dataset
-    assert len(ds) == 1800 and all(isinstance(f, str) for f in ds.files)
+    n_train = len(ds)  # about 80 % of the files, by the rule of their names
+    assert 1500 < n_train < 1700 and all(isinstance(f, str) for f in ds.files)
     assert len(pickle.dumps(ds)) < 200_000  # a list of names, not pixels
 
     n, start = 0, None
@@ -749,7 +737,7 @@ def test_streaming_memory(tmp_path):
             gc.collect()
             start = rss_bytes()
     gc.collect()
-    assert n == 1800
+    assert n == n_train
     assert rss_bytes() - start < 50 * 2**20
 
 
@@ -763,14 +751,17 @@ def test_to_model_matches_rgb_to_model():
 
 def test_skips_travel_from_worker_processes(tmp_path, caplog):
     root = tmp_path / "w"
-    root.mkdir()
-    for i in range(8):
-        save(root / f"good_{i}.png", noise(40, 40, 20 + i))
+    for i in range(8):  # parts named by their folders: 6 good + 1 broken train photos, 2 dev
+        part = root / ("train" if i < 6 else "dev")
+        part.mkdir(parents=True, exist_ok=True)
+        save(part / f"good_{i}.png", noise(40, 40, 20 + i))
+    (root / "held-out").mkdir()
+    save(root / "held-out" / "good_8.png", noise(40, 40, 28))
     buf = io.BytesIO()
     Image.fromarray(noise(64, 64, 30)).save(buf, "JPEG")
-    (root / "broken.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # header OK
+    (root / "train" / "broken.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # header OK
     caplog.set_level(logging.WARNING, logger="lib.data")
-    loaders = data.make_loaders(root, size=32, batch_size=3, workers=2, val_size=2, seed=0)
+    loaders = data.make_loaders(root, size=32, batch_size=3, workers=2)
     assert loaders.train.num_workers == 2 and loaders.train.persistent_workers
     assert loaders.description["skipped"] == []  # only a worker can find this one
     seen, n, skips = {}, 0, []
@@ -778,7 +769,7 @@ def test_skips_travel_from_worker_processes(tmp_path, caplog):
         ims, sk = drain(loader, seen)
         n += len(ims)
         skips += sk
-    broken = str(root / "broken.jpg")
+    broken = str(root / "train" / "broken.jpg")
     in_train = any(f.endswith("broken.jpg") for f in loaders.train.dataset.files)
     n_train, n_val = len(loaders.train.dataset), len(loaders.val.dataset)
     assert n == 2 * (n_train - in_train) + (n_val - (not in_train))
@@ -789,13 +780,11 @@ def test_skips_travel_from_worker_processes(tmp_path, caplog):
     gc.collect()
 
 
-def test_augmentation_is_the_same_with_or_without_worker_processes(builtin_root):
+def test_augmentation_is_the_same_with_or_without_worker_processes():
     """Each item carries its own seed (EpochSampler): 0 or 2 workers give the same batches."""
     batches = []
     for workers in (0, 2):
-        loaders = data.make_loaders(
-            "builtin", 32, 16, max_images=48, workers=workers, builtin_root=builtin_root
-        )
+        loaders = data.make_loaders("photos", 32, 16, max_images=48, workers=workers)
         loaders.train.sampler.set_epoch(3)
         batches.append([rgb for rgb, _ in loaders.train])
     assert len(batches[0]) == 3 and all(torch.equal(a, b) for a, b in zip(*batches, strict=True))

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from lib import data, datasets, train
@@ -339,26 +338,24 @@ def test_cli_entry_point(tmp_path, closed_port):
 # --- by name, through lib.data.make_loaders ----------------------------------------------------------
 
 
-def test_make_loaders_fetches_a_named_set_on_first_use_only(server, tmp_path):
+def test_a_named_set_is_fetched_on_first_use_only(server, tmp_path):
     body = photos_archive(n=4)
     server.files[ARCHIVE] = body
     mirror = {"url": server.url(ARCHIVE), "size": len(body)}
-    kw = dict(batch_size=2, workers=0, val_size=1, data_root=tmp_path, fetch_options=mirror)
-    loaders = data.make_loaders("places205-test", 16, **kw)
+    kw = dict(data_root=tmp_path, fetch_options=mirror)
+    folder, d = data.source_folder("places205-test", **kw)  # what make_loaders and part_loader call
     photos = tmp_path / "places205-test" / "testSet_resize"
-    assert sorted(p.name for p in photos.iterdir()) == [f"0_{i:02d}.jpg" for i in range(4)]
-    d = loaders.description
-    assert d["source"] == "places205-test" and d["folder"] == str(photos.resolve())
-    assert (d["n_train"], d["n_val"], d["skipped"]) == (3, 1, [])
-    shapes = [(tuple(b.shape), b.dtype, bad) for b, bad in loaders.train]
-    assert shapes == [((2, 3, 16, 16), torch.uint8, []), ((1, 3, 16, 16), torch.uint8, [])]
-    (val, bad), *rest = list(loaders.val)
-    assert val.shape == (1, 3, 16, 16) and not bad and not rest
+    assert folder == photos and sorted(p.name for p in photos.iterdir()) == [
+        f"0_{i:02d}.jpg" for i in range(4)
+    ]
+    assert d == {"source": "places205-test", "folder": str(photos.resolve())}
+    parts = [data.part_files(folder, p)[0] for p in data.PARTS]  # cut by the rule of the name
+    assert sorted(sum(parts, [])) == [f"0_{i:02d}.jpg" for i in range(4)]
     assert server.ranges == [None]
     before = tree(tmp_path)
-    again = data.make_loaders("places205-test", 16, **kw)  # found extracted: no request, nothing written
+    again = data.source_folder("places205-test", **kw)  # found extracted: no request, nothing written
     assert server.ranges == [None] and tree(tmp_path) == before
-    assert again.description == d
+    assert again == (folder, d)
 
 
 @pytest.mark.parametrize("name", ["places205-test", "places365-val"])
@@ -382,10 +379,10 @@ def test_train_command_prints_a_failed_fetch_as_one_error_line(tmp_path, monkeyp
     assert not (tmp_path / "run").exists()
 
 
-def test_make_loaders_fetches_places365_val_through_torchvision_on_loopback(server, tmp_path, monkeypatch):
+def test_places365_val_is_fetched_through_torchvision_on_loopback(server, tmp_path, monkeypatch):
     """dataset="places365-val" on a loopback mirror: torchvision downloads the file list and the
     256-px images, checks their MD5 (here of these small stand-ins: the real sums are of the real
-    files) and extracts them; make_loaders then uses data/places365-val/val_256 as a folder."""
+    files) and extracts them; data/places365-val/val_256 is then used as a folder."""
     from torchvision.datasets import Places365
 
     names = [f"Places365_val_{i:08d}.jpg" for i in range(1, 5)]
@@ -405,15 +402,12 @@ def test_make_loaders_fetches_places365_val_through_torchvision_on_loopback(serv
     monkeypatch.setattr(Places365, "_CATEGORIES_META", ("categories_places365.txt", md5(categories)))
     monkeypatch.setattr(Places365, "_FILE_LIST_META", {"val": ("places365_val.txt", md5(file_list))})
     monkeypatch.setattr(Places365, "_IMAGES_META", {("val", True): ("val_256.tar", md5(images))})
-    kw = dict(batch_size=2, workers=0, val_size=1, data_root=tmp_path, fetch_options={"url": server.url("")})
-    loaders = data.make_loaders("places365-val", 16, **kw)
-    d = loaders.description
-    assert d["source"] == "places365-val" and d["folder"] == str(
-        (tmp_path / "places365-val" / "val_256").resolve()
-    )
-    assert (d["n_train"], d["n_val"], d["skipped"]) == (3, 1, [])
-    assert sum(len(b) for b, _ in loaders.train) == 3
+    kw = dict(data_root=tmp_path, fetch_options={"url": server.url("")})
+    folder, d = data.source_folder("places365-val", **kw)
+    assert folder == tmp_path / "places365-val" / "val_256"
+    assert d == {"source": "places365-val", "folder": str(folder.resolve())}
+    assert sorted(sum((data.part_files(folder, p)[0] for p in data.PARTS), [])) == names
     requests = len(server.ranges)
     assert requests >= 2  # the file list and the images (torchvision probes for redirects too)
-    assert data.make_loaders("places365-val", 16, **kw).description == d  # found there: used as it is
+    assert data.source_folder("places365-val", **kw) == (folder, d)  # found there: used as it is
     assert len(server.ranges) == requests  # no new request

@@ -33,14 +33,16 @@ def torchrun_train(*args) -> subprocess.CompletedProcess:
 
 def test_training_runs_unchanged_under_torchrun_with_two_processes(tmp_path):
     photos = tmp_path / "photos"
-    photos.mkdir()
     rng = np.random.default_rng(0)
     x = np.linspace(0, 1, 40)[None, :, None]
-    for i in range(30):
+    for i in range(30):  # the parts named by their folders: 24 train, 3 dev, 3 held-out photos
+        part = "train" if i < 24 else "dev" if i < 27 else "held-out"
+        (photos / part).mkdir(parents=True, exist_ok=True)
         c0, c1 = rng.uniform(0, 255, (2, 3))
-        Image.fromarray((c0 * (1 - x) + c1 * x).repeat(40, 0).astype(np.uint8)).save(photos / f"p{i}.png")
+        gradient = (c0 * (1 - x) + c1 * x).repeat(40, 0).astype(np.uint8)
+        Image.fromarray(gradient).save(photos / part / f"p{i}.png")
     args = ["--model", "resnet18", "--data", str(photos), "--size", "32", "--epochs", "2", "--workers", "0"]
-    done = torchrun_train(*args, "--val-size", "6", "--batch-size", "4", "--out", str(tmp_path / "run"))
+    done = torchrun_train(*args, "--batch-size", "4", "--out", str(tmp_path / "run"))
     out = done.stdout.replace("\r", "\n")
     assert out.count("epoch 1/2: train") == 1 and "2 process(es)" in out  # only the first process prints
     res = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -49,23 +51,3 @@ def test_training_runs_unchanged_under_torchrun_with_two_processes(tmp_path):
         assert round(h["images_per_s"] * h["seconds"]) == 24
     assert sorted(p.name for p in (tmp_path / "run").glob("*.json")) == ["results.json"]
     assert all(Path(c["path"]).is_file() for c in res["checkpoints"])
-
-
-def test_under_torchrun_the_embedded_set_is_built_once_into_an_empty_folder(tmp_path):
-    """On a fresh checkout every process needs data/builtin at once: the first builds it, the
-    others wait for it (make_loaders), so one complete folder appears and nothing beside it."""
-    root = tmp_path / "data" / "builtin"
-    root.mkdir(parents=True)
-    args = ["--data", "builtin", "--builtin-root", str(root), "--size", "32", "--epochs", "1"]
-    torchrun_train(
-        *args, "--max-images", "32", "--workers", "0", "--batch-size", "8", "--out", str(tmp_path / "run")
-    )
-    built = json.loads((root / "manifest.json").read_text())
-    crops = built["settings"]["crops"]
-    expected = {"manifest.json"}
-    for part in ("train", "val"):
-        expected |= {f"{part}/{p}_{k:03d}.png" for p in built[f"{part}_photos"] for k in range(crops)}
-    assert {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} == expected
-    assert [p.name for p in root.parent.iterdir()] == ["builtin"]  # no temporary folder beside it
-    res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert res["processes"] == 2 and res["data"]["source"] == "builtin"

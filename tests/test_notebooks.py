@@ -19,14 +19,16 @@ import pytest
 import yaml
 from PIL import Image
 
-from lib import checkpoints, pipeline, plots, results
+from lib import checkpoints, data, metrics, notebook, pipeline, plots, results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_the_notebooks_are_there_in_reading_order():
-    assert [p.stem for p in NOTEBOOKS] == pipeline.NOTEBOOKS
+def test_the_pipeline_runs_every_notebook_the_comparison_last():
+    """Chapter 4 compares every model, so it runs after chapter 5, which trains the last one."""
+    assert sorted(pipeline.NOTEBOOKS) == [p.stem for p in NOTEBOOKS]
+    assert pipeline.NOTEBOOKS[-1] == "04_Comparison"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -66,11 +68,11 @@ def test_colab_cells_and_badges_point_at_the_project():
 
 
 def test_parameters_merge_common_then_notebook_then_overrides():
-    profile = {"dataset": "builtin", "epochs": 3, "lr": 0.5, "01_OriginalCNN": {"epochs": 7}}
+    profile = {"dataset": "photos", "epochs": 3, "lr": 0.5, "01_OriginalCNN": {"epochs": 7}}
     got = pipeline.parameters_for("01_OriginalCNN", profile, {"lr": 0.1, "not_a_parameter": 1})
-    assert got == {"dataset": "builtin", "epochs": 7, "lr": 0.1}
+    assert got == {"dataset": "photos", "epochs": 7, "lr": 0.1}
     comparison = pipeline.parameters_for("04_Comparison", profile, {})
-    assert "epochs" not in comparison and comparison["dataset"] == "builtin"
+    assert "epochs" not in comparison and comparison["dataset"] == "photos"
 
 
 def test_a_profile_without_data_stops_before_running_anything(tmp_path, capsys):
@@ -81,7 +83,8 @@ def test_a_profile_without_data_stops_before_running_anything(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory):
-    """Thirty small colourful images: smooth gradients with a coloured disc."""
+    """Thirty small colourful images, smooth gradients with a coloured disc, their parts named by
+    their folders (so that no part of so few photos is empty): 20 train, 5 dev, 5 held-out."""
     root = tmp_path_factory.mktemp("photos")
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:40, 0:40] / 40
@@ -89,51 +92,79 @@ def photo_folder(tmp_path_factory):
         c0, c1, c2 = rng.uniform(0, 255, (3, 3))
         img = c0 * (1 - x[..., None]) + c1 * x[..., None]
         img[(x - 0.5) ** 2 + (y - 0.5) ** 2 < rng.uniform(0.02, 0.1)] = c2
-        Image.fromarray(img.astype(np.uint8)).save(root / f"photo_{i:02d}.png")
+        part = root / ("train" if i < 20 else "dev" if i < 25 else "held-out")
+        part.mkdir(exist_ok=True)
+        Image.fromarray(img.astype(np.uint8)).save(part / f"photo_{i:02d}.png")
     return root
 
 
 def tiny_profile(tmp_path, photo_folder, **extra) -> str:
     profile = {
-        "dataset": str(photo_folder), "image_size": 32, "eval_size": 32, "epochs": 1,
-        "batch_size": 8, "val_size": 6, "workers": 0, "progress": False, "n_samples": 3, **extra,
+        "dataset": str(photo_folder), "image_size": 32, "eval_size": 32, "epochs": 1, "seeds": [0, 1],
+        "batch_size": 8, "workers": 0, "progress": False, "n_samples": 3, **extra,
     }  # fmt: skip
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(profile))
     return str(path)
 
 
+MODEL_CHAPTERS = ["original_cnn", "edited_cnn", "resnet18", "resnet18-classification"]
+
+
+def check_three_jobs(record: dict, photos: Path) -> None:
+    """A model chapter's results: every run trained on the train part and chose its checkpoint on
+    the dev part, and every reported score is of the held-out part, none of the dev part."""
+    held_out = data.part_files(photos, "held-out")[0]
+    dev = set(data.part_files(photos, "dev")[0])
+    assert record["parts"] == notebook.JOBS and record["scored_on"]["part"] == "held-out"
+    assert record["scored_on"]["files"] == held_out and not dev & set(held_out)
+    for run in record["runs"].values():
+        assert run["data"]["parts"] == {"train": "train", "val": "dev"}
+        assert run["data"]["n_val"] == len(dev) and run["data"]["n_train"] == len(
+            data.part_files(photos, "train")[0]
+        )
+    for scores in [
+        record["gray baseline"],
+        *(s for seeds in record["rows"].values() for s in seeds.values()),
+    ]:
+        assert scores["files"] == held_out and not dev & set(scores["files"])
+        assert all(len(v) == len(held_out) for v in scores["per_image"].values())
+
+
 def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_path, photo_folder):
     out = pipeline.run(tiny_profile(tmp_path, photo_folder), tmp_path / "run", pdf=True)
-    for name in ["original_cnn", "edited_cnn", "resnet18"]:
+    for name in MODEL_CHAPTERS:
         res = json.loads((out / "results" / f"{name}.json").read_text())
-        for model in [name, "gray baseline"]:
-            assert all(math.isfinite(v) for v in res["metrics"][model].values())
-        assert res["metrics"][name]["n_images"] == 6
+        check_three_jobs(res, photo_folder)
+        assert list(res["runs"]) == ["0", "1"] and res["runs"]["0"]["history"][0]["epoch"] == 1
+        for seeds in res["rows"].values():
+            assert list(seeds) == ["0", "1"]
+            assert all(math.isfinite(s[k]) for s in seeds.values() for k in metrics.METRICS)
         assert res["params"]["dataset"] == str(photo_folder) and res["params"]["epochs"] == 1
-        assert res["provenance"]["git_commit"] and res["history"][0]["epoch"] == 1
+        assert res["provenance"]["git_commit"]
+    classification = json.loads((out / "results" / "resnet18-classification.json").read_text())
+    assert set(classification["rows"]) == {"faithful", "default"}
+    resnet = json.loads((out / "results" / "resnet18.json").read_text())
+    heads = classification["heads"]
+    assert set(heads["models"]) == {"ResNet18", "ResNet18, classification head (faithful)",
+                                    "ResNet18, classification head (default)"}  # fmt: skip
     comparison = json.loads((out / "results" / "comparison.json").read_text())
-    assert set(comparison["metrics"]) == {
-        "original_cnn",
-        "edited_cnn",
-        "resnet18",
-        plots.REFERENCE,
-        "gray baseline",
-    }
-    assert comparison["reference"]["sha256"] == checkpoints.REFERENCE_SHA256  # the shipped model, scored here
+    summary = comparison["summary"]
+    assert set(summary["models"]) == {"OriginalCNN", "EditedCNN", *heads["models"]}
+    assert summary["n_photos"] == 5 and all(len(s) == 2 for s in summary["seeds"].values())
+    assert summary["models"]["ResNet18"]["auc"]["per_seed"] == {
+        s: pytest.approx(resnet["rows"][""][s]["auc"]) for s in ("0", "1")
+    }  # the chapters' held-out scores, not scores of its own
+    assert set(comparison["reference"]["vs_gray"]) == {plots.REFERENCE}
+    assert comparison["reference_checkpoint"]["sha256"] == checkpoints.REFERENCE_SHA256
     charts = [
         "lab_channels", "loss_original_cnn", "samples_original_cnn", "edited_cnn_bug",
         "loss_edited_cnn", "loss_cnn_before_after", "samples_cnn_before_after", "loss_resnet18",
-        "resnet18_checkpoints", "samples_resnet18", "comparison", "samples",
+        "resnet18_checkpoints", "samples_resnet18", "margins", "samples",
         "original_chart_one_scale",
     ]  # fmt: skip
-    charts += [p.stem for p in (out / "figures").glob("colorized_*.png")]  # full-resolution photos
+    charts += [p.stem for p in (out / "figures").glob("colorized_*.png")]  # whole held-out photos
     assert len(charts) == 15
-    heads = json.loads((out / "results" / "heads.json").read_text())
-    assert set(heads["metrics"]) == {"resnet18 (MSE)", "resnet18 (classes)", plots.REFERENCE, "gray baseline"}
-    assert all(math.isfinite(v) for m in heads["metrics"].values() for v in m.values())
-    resnet = json.loads((out / "results" / "resnet18.json").read_text())
-    assert heads["runs"]["mse"]["checkpoints"] == resnet["checkpoints"]  # notebook 3's run, reused
     charts += ["colour_bins", "samples_heads", "vividness"]
     charts += [p.stem for p in (out / "figures").glob("heads_*.png")]
     assert len(charts) == 20
@@ -151,9 +182,9 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
         for nb in pipeline.NOTEBOOKS:
             assert (out / "pdf" / f"{nb}.pdf").read_bytes().startswith(b"%PDF")
 
-    # Notebook 5 reads notebook 3's finished run, never trains into it: asked for more epochs
-    # than 3 ran, it stops with one clear line and 3's run stays as it was.
-    last = out / "checkpoints" / "resnet18" / "last.pt"
+    # Notebook 5 reads notebook 3's finished runs, never trains into them: asked for more epochs
+    # than 3 ran, it stops with one clear line and 3's runs stay as they were.
+    last = out / "checkpoints" / "resnet18" / "seed-0" / "last.pt"
     kept = last.read_bytes()
     profile = yaml.safe_load(Path(tiny_profile(tmp_path, photo_folder)).read_text())
     params = pipeline.parameters_for("05_Classification", profile, {"epochs": 2, "out_dir": str(out)})
@@ -161,6 +192,19 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
     with pytest.raises(papermill.PapermillExecutionError, match="notebook 3 ran with epochs=1"):
         pipeline.execute("05_Classification", tmp_path / "again", params)
     assert last.read_bytes() == kept
+
+    # The same run folder again, as a session that was cut short would: the pipeline continues it,
+    # every training run is found finished (nothing retrained) and the results are the same.
+    checkpoints_before = {p: p.stat().st_mtime_ns for p in (out / "checkpoints").rglob("*.pt")}
+    again = pipeline.run(tiny_profile(tmp_path, photo_folder), out, pdf=False)
+    assert {p: p.stat().st_mtime_ns for p in (out / "checkpoints").rglob("*.pt")} == checkpoints_before
+    assert json.loads((again / "results" / "comparison.json").read_text())["summary"] == summary
+    assert len(json.loads((out / "pipeline.json").read_text())["attempts"]) == 2
+    with pytest.raises(
+        FileExistsError, match="continue it with the same ones"
+    ):  # the profile's values changed
+        pipeline.run(tiny_profile(tmp_path, photo_folder, epochs=2), out, pdf=False)
+    assert len(json.loads((out / "pipeline.json").read_text())["attempts"]) == 2  # and nothing ran
 
 
 def test_a_failing_notebook_stops_the_run_and_names_the_cell(tmp_path, photo_folder, capsys):
@@ -179,24 +223,24 @@ def test_the_full_profile_runs_end_to_end_at_its_real_sizes(tmp_path):
     """The GPU server's path (make run PROFILE=full) at its real image sizes, 256 and 224 px, with
     tiny counts: a change that breaks it fails here, on a CPU, before it meets a GPU."""
     photos = tmp_path / "photos"
-    photos.mkdir()
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:300, 0:320] / 300
-    for i in range(10):
+    for i in range(10):  # 6 train, 2 dev, 2 held-out photos
+        part = photos / ("train" if i < 6 else "dev" if i < 8 else "held-out")
+        part.mkdir(parents=True, exist_ok=True)
         c0, c1 = rng.uniform(0, 255, (2, 3))
         img = c0 * (1 - x[..., None]) + c1 * x[..., None] + 30 * np.sin(8 * y)[..., None]
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(photos / f"p{i}.jpg", quality=90)
-    overrides = {"dataset": str(photos), "max_images": 10, "val_size": 3, "epochs": 1, "batch_size": 4}
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(part / f"p{i}.jpg", quality=90)
+    overrides = {"dataset": str(photos), "max_images": 10, "epochs": 1, "batch_size": 4}
     overrides |= {"n_samples": 2, "workers": 0}
     out = pipeline.run("full", tmp_path / "run", overrides, pdf=False)
     comparison = json.loads((out / "results" / "comparison.json").read_text())
-    assert comparison["params"]["eval_size"] == 256
-    assert all(m["n_images"] == 3 for m in comparison["metrics"].values())
+    assert comparison["params"]["eval_size"] == 256 and comparison["summary"]["n_photos"] == 2
     for name, size in [("original_cnn", 256), ("edited_cnn", 256), ("resnet18", 224)]:
         record = json.loads((out / "results" / f"{name}.json").read_text())
-        assert record["params"]["image_size"] == size and record["data"]["size"] == size
-    heads = json.loads((out / "results" / "heads.json").read_text())
-    assert all(math.isfinite(v) for m in heads["metrics"].values() for v in m.values())
+        assert record["params"]["image_size"] == size and record["runs"]["0"]["data"]["size"] == size
+    heads = json.loads((out / "results" / "resnet18-classification.json").read_text())["heads"]
+    assert all(math.isfinite(v["mean"]) for m in heads["vs_gray"].values() for v in m.values())
     assert len(list((out / "html").glob("*.html"))) == 5
 
 
@@ -291,3 +335,21 @@ def test_a_profile_with_a_data_set_name_passes_the_pipelines_check():
     pipeline.check_dataset({"dataset": None}, {"dataset": "places365-val"}, "full")  # fetched later
     with pytest.raises(FileNotFoundError, match="nor a data set name .*places205-test"):
         pipeline.check_dataset({"dataset": None}, {"dataset": "places366"}, "full")
+
+
+def test_a_folder_that_holds_no_pipeline_run_is_never_continued(tmp_path):
+    """--out naming a folder of something else (a user's files, a lib.train run) is refused, and
+    nothing in it is touched; an empty or missing folder starts a new run."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("not a run")
+    with pytest.raises(FileExistsError, match="holds no pipeline run"):
+        pipeline.run("quick", mine, pdf=False)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    fresh = pipeline.start_or_continue(tmp_path / "new", "quick", {"epochs": 1}, {"out_dir": "x"})
+    assert fresh == {
+        "profile": "quick",
+        "parameters": {"epochs": 1},
+        "overrides": {"out_dir": "x"},
+        "attempts": [],
+    }

@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lib import classes, lab, metrics, original, plots  # noqa: E402
+from lib import classes, lab, metrics, original, plots, study  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,7 +153,10 @@ def every_chart():
         "Resnet18": original.RESNET_VAL_MSE_BAR_CHART,
     }
     bins = classes.ab_bins()
+    per_image = {plots.label(n): {0: scores[n]["per_image"]} for n in names}
+    summary = study.summarize(per_image, scores["gray baseline"]["per_image"], resamples=200)
     return {
+        "margins": [plots.margins(summary)],
         "loss_curves": [
             plots.loss_curves({n: hist for n in names[:2]}, "OriginalCNN: loss per epoch (before optim.)",
                               reference={"original notebook, train": original.ORIGINAL_CNN_TRAIN_LOSS}),
