@@ -107,37 +107,6 @@ def checkpoint_analysis(rows: list[dict], name: str = "resnet18"):
     return fig
 
 
-def comparison_bars(scores: dict, registry=metrics.REGISTRY):
-    """One small bar chart per column metric of `registry` (lib.metrics.Metric entries), in its
-    order, two to a row (five models' values and names fit at 8 pt), then a cell explaining the
-    arrows. `scores` maps a model name to lib.metrics.evaluate output. A metric whose
-    "<key>_true" is in the scores (colourfulness) gets the ground truth's value as a dotted line."""
-    names = list(scores)
-    columns = [m for m in registry if m.column]
-    rows = math.ceil((len(columns) + 1) / 2)  # + 1: the legend cell
-    fig, axes = plt.subplots(rows, 2, figsize=(WIDTH, min(2.1 * rows, HEIGHT)), dpi=DPI, squeeze=False)
-    for ax, m in zip(axes.flat, columns, strict=False):
-        vals = [scores[n][m.key] for n in names]
-        ax.bar(range(len(names)), vals, color=[colour(n) for n in names])
-        if f"{m.key}_true" in scores[names[0]]:
-            truth = scores[names[0]][f"{m.key}_true"]
-            ax.axhline(truth, color="k", ls=":", lw=1, label="ground truth")
-            ax.legend(fontsize=8)
-        hint = "" if m.higher is None else (" ↑" if m.higher else " ↓")
-        ax.set_title(m.label + hint, fontsize=9)
-        ax.set_xticks(range(len(names)), [label(n) for n in names], rotation=30, ha="right", fontsize=8)
-        ax.tick_params(axis="y", labelsize=8)
-        for i, v in enumerate(vals):
-            ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
-        ax.margins(y=0.15)
-    for ax in axes.flat[len(columns) :]:
-        ax.axis("off")
-    axes.flat[len(columns)].text(0, 0.5, "↑ higher is better\n↓ lower is better", fontsize=9, va="center")
-    fig.suptitle("All models and the gray baseline: one held-out set, one scale")
-    fig.tight_layout()
-    return fig
-
-
 def _hwc_uint8(rgb: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) float [0, 1] or uint8 -> (N, H, W, 3) uint8 numpy for imshow."""
     if rgb.dtype != torch.uint8:

@@ -36,41 +36,6 @@ def scores():
     return metrics.evaluate_all({"tiny_cnn": tint, "gray baseline": metrics.gray_baseline}, [(rgb, [])])
 
 
-def titles(fig):
-    return [ax.get_title() for ax in fig.axes if ax.get_title()]
-
-
-def texts(fig):
-    return [t.get_text() for ax in fig.axes for t in ax.texts]
-
-
-def hint(m):
-    return "" if m.higher is None else (" ↑" if m.higher else " ↓")
-
-
-def test_comparison_bars_draws_one_panel_per_registry_column_and_the_legend(scores):
-    fig = plots.comparison_bars(scores)
-    columns = [m for m in metrics.REGISTRY if m.column]
-    assert titles(fig) == [m.label + hint(m) for m in columns]
-    assert sum("higher is better" in t for t in texts(fig)) == 1
-    plt.close(fig)
-
-
-def test_comparison_bars_sizes_its_grid_for_an_eighth_metric(scores):
-    extra = metrics.Metric("ab_mse_x2", "twice the ab MSE", False)
-    registry = (*metrics.REGISTRY, extra)
-    doubled = {n: s | {"ab_mse_x2": 2 * s["ab_mse"]} for n, s in scores.items()}
-    fig = plots.comparison_bars(doubled, registry)
-    columns = [m for m in registry if m.column]
-    assert len(columns) == 8
-    assert titles(fig) == [m.label + hint(m) for m in columns]  # none drawn, then erased
-    assert sum("higher is better" in t for t in texts(fig)) == 1
-    panel = next(ax for ax in fig.axes if ax.get_title().startswith("twice"))
-    heights = [p.get_height() for p in panel.patches]
-    assert heights == pytest.approx([2 * doubled[n]["ab_mse"] for n in doubled])
-    plt.close(fig)
-
-
 def test_unknown_model_names_get_their_own_name_and_a_stable_palette_colour(scores):
     assert plots.label("resnet18") == "ResNet18" and plots.colour("resnet18") == plots.COLOURS["resnet18"]
     assert plots.label("tiny_cnn") == "tiny_cnn"
@@ -82,11 +47,12 @@ def test_unknown_model_names_get_their_own_name_and_a_stable_palette_colour(scor
         env = os.environ | {"PYTHONHASHSEED": seed, "MPLBACKEND": "Agg"}
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
         assert out.stdout.strip() == c, out.stderr
-    fig = plots.comparison_bars(scores)
-    bars = fig.axes[0].patches
-    assert mcolors.to_hex(bars[0].get_facecolor()) == c
-    assert mcolors.to_hex(bars[1].get_facecolor()) == plots.COLOURS["gray baseline"]
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["tiny_cnn", "gray baseline"]
+    # in a chart, by its name or a known model's display name (the name lib.study gives it)
+    per_image = {name: {0: scores["tiny_cnn"]["per_image"]} for name in ("tiny_cnn", "ResNet18")}
+    fig = plots.margins(study.summarize(per_image, scores["gray baseline"]["per_image"], resamples=100))
+    drawn = {mcolors.to_hex(line.get_color()) for line in fig.axes[0].get_lines()}
+    assert {c, plots.COLOURS["resnet18"]} <= drawn
+    assert sorted(t.get_text() for t in fig.axes[0].get_yticklabels()) == ["ResNet18", "tiny_cnn"]
     plt.close(fig)
 
 
@@ -162,7 +128,6 @@ def every_chart():
                               reference={"original notebook, train": original.ORIGINAL_CNN_TRAIN_LOSS}),
         ],
         "checkpoint_analysis": [plots.checkpoint_analysis(rows)],
-        "comparison_bars": [plots.comparison_bars(scores)],
         "image_grid": [plots.image_grid({"photo": rgb, "input: R/100/255 (brightened)": rgb,
                                          "target: G and B": rgb}, title="The original EditedCNN: no Lab")],
         "sample_grid": [plots.sample_grid(rgb, preds)],
