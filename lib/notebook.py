@@ -103,7 +103,7 @@ class Notebook:
         schedule = {"constant": "constant", "onecycle": "one-cycle: warm-up, then cosine annealing"}
         text = (
             f"{len(p['seeds'])} run(s), seed(s) {seeds}: each {p['epochs']} epochs over the "
-            f"{d['n_train']} photos of the train part at {p['image_size']} px, batch {p['batch_size']}, "
+            f"{d['n_train']:,} photos of the train part at {p['image_size']} px, batch {p['batch_size']}, "
             f"Adam with learning rate {p['lr']:g} ({schedule[p['schedule']]}); augmentation: "
             f"{augment[p['augment']]}; "
             f"{'bfloat16 autocast' if p['bf16'] or self.device.type == 'cuda' else 'float32'}."
@@ -180,15 +180,17 @@ def setup(namespace: dict, augment: str | None = "crop") -> Notebook:
     return nb
 
 
-def seed_rows(name: str, scored: dict) -> dict:
-    """The rows of a table of Notebook.score_runs' output: one per (row, seed) of the model
-    `name`, then the gray baseline."""
+def seed_rows(models: dict) -> dict:
+    """The rows of one table of several models' Notebook.score_runs output, {name: scored} (or
+    results files that hold it): one per (model, setting, seed), then the gray baseline (the
+    same photos for all: metrics.check_same_held_out)."""
     rows = {
         f"{name}{f', {row}' if row else ''}, seed {seed}": s
+        for name, scored in models.items()
         for row, seeds in scored["rows"].items()
         for seed, s in seeds.items()
     }
-    return rows | {"gray baseline": scored["gray baseline"]}
+    return rows | {"gray baseline": next(iter(models.values()))["gray baseline"]}
 
 
 def table(scores: dict) -> None:

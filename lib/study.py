@@ -412,7 +412,8 @@ def collect(records: dict) -> tuple[dict, dict, dict]:
     scores}} and "gray baseline"). A model's row label is its name for readers
     (models.display_name), with the setting in brackets where it has one ("ResNet18,
     classification head (faithful)"). Its cost is
-    the mean seconds per epoch over its seeds' epochs and its number of parameters. Raises
+    the median seconds per epoch over its seeds' epochs (the median: an epoch slowed by other
+    work on the machine does not move it) and its number of parameters. Raises
     ValueError unless every record was scored on the same held-out photos, in the same order: a
     paired difference of two other photo sets would pair nothing."""
     per_image, costs, files, gray = {}, {}, None, None
@@ -426,7 +427,7 @@ def collect(records: dict) -> tuple[dict, dict, dict]:
                              "the same data parameters")  # fmt: skip
         runs = list(record["runs"].values())
         epochs = [h["seconds"] for run in runs for h in run["history"]]
-        cost = {"seconds_per_epoch": float(np.mean(epochs)), "parameters": runs[0]["parameters"]}
+        cost = {"seconds_per_epoch": float(np.median(epochs)), "parameters": runs[0]["parameters"]}
         base = models.display_name(record["model"], record["options"])
         for setting, seeds in record["rows"].items():
             label = f"{base} ({setting})" if setting else base
