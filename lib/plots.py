@@ -127,7 +127,8 @@ def image_grid(columns: dict, title: str | None = None, cell: float = 1.6):
             axes[i, j].imshow(imgs[i])
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
-        axes[0, j].set_title(textwrap.fill(t, max(10, int(cell * 14))), fontsize=8)  # ~14 chars an inch
+        # ~14 characters an inch; a word longer than that is kept whole (and may run a little wide)
+        axes[0, j].set_title(textwrap.fill(t, max(10, int(cell * 14)), break_long_words=False), fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -157,7 +158,8 @@ def _photo(ax, title: str | None, im, width: float) -> None:
     """One PIL image in its cell, titled in lines that fit the cell's `width` (inches) at 9 pt."""
     ax.imshow(im, cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255)
     if title is not None:
-        ax.set_title(textwrap.fill(title, max(8, int(width * 13))), fontsize=9)  # ~13 characters an inch
+        # ~13 characters an inch; a word longer than that is kept whole
+        ax.set_title(textwrap.fill(title, max(8, int(width * 13)), break_long_words=False), fontsize=9)
 
 
 def photo_row(images: dict, height: float = 3.2):
