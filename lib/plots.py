@@ -279,7 +279,8 @@ def original_chart_redrawn(as_published: dict, one_scale: dict, ours: dict):
     for j, (ax, (title, values)) in enumerate(zip(axes, panels, strict=True)):
         colours = [colour(_key(k)) if j == 2 else ORIGINAL for k in values]
         ax.bar(range(len(values)), list(values.values()), color=colours)
-        ax.set_xticks(range(len(values)), list(values), fontsize=9)
+        names = [textwrap.fill(k, 14, break_long_words=False) for k in values]  # long model names
+        ax.set_xticks(range(len(values)), names, fontsize=8 if j == 2 else 9)
         for i, v in enumerate(values.values()):
             ax.text(i, v, f"{v:.4f}" if v >= 1e-4 else f"{v:.1e}", ha="center", va="bottom", fontsize=8)
         ax.set_title(title, fontsize=10)

@@ -439,13 +439,14 @@ def collect(records: dict) -> tuple[dict, dict, dict]:
 
 
 def table(summary: dict, *more: dict) -> str:
-    """A Markdown table of a summary (and of `more` summaries of the same photos, such as the
+    """Two Markdown tables of a summary (and of `more` summaries of the same photos, such as the
     reference model's): one row per model, each REGISTRY column metric as "mean [min–max]" over
-    its seeds (the mean alone for one seed), seconds per epoch and parameters; then the gray
-    baseline, and the photos' own colourfulness under the table."""
+    its seeds (the mean alone for one seed), then the gray baseline, and the photos' own
+    colourfulness under it; then what each model costs, its seconds per epoch and parameters (a
+    second table, so the first fits a printed page)."""
     keys = summary["metrics"]
-    lines = ["| | " + " | ".join(short(k) for k in keys) + " | s / epoch | parameters |"]
-    lines.append("|---" + "|---:" * (len(keys) + 2) + "|")
+    lines = ["| | " + " | ".join(short(k) for k in keys) + " |", "|---" + "|---:" * len(keys) + "|"]
+    costs = ["| | seconds per epoch | parameters |", "|---|---:|---:|"]
     for s in (summary, *more):
         for name, m in s["models"].items():
             cells = []
@@ -454,19 +455,16 @@ def table(summary: dict, *more: dict) -> str:
                 if len(m[k]["per_seed"]) > 1:
                     spread = f" [{_digits(v['min'], 4)}–{_digits(v['max'], 4)}]"
                 cells.append(_digits(v["mean"], 4) + spread)
-            cost = m.get("cost")
-            cells += [f"{cost['seconds_per_epoch']:.1f}", f"{cost['parameters']:,}"] if cost else ["", ""]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| gray baseline | " + " | ".join(_digits(summary["gray"][k], 4) for k in keys) + " | | |")
+            if cost := m.get("cost"):
+                costs.append(f"| {name} | {cost['seconds_per_epoch']:.1f} | {cost['parameters']:,} |")
+    lines.append("| gray baseline | " + " | ".join(_digits(summary["gray"][k], 4) for k in keys) + " |")
     note = ""
     if "colourfulness" in summary.get("truth", {}):
         note = f"\n\nThe photos' own colourfulness: {_digits(summary['truth']['colourfulness'], 4)}."
     seeds = sorted({len(v) for v in summary["seeds"].values()})
-    return (
-        "\n".join(lines)
-        + note
-        + (
-            f"\n\n{summary['n_photos']} held-out photos; {'/'.join(map(str, seeds))} seed(s) a model: "
-            "mean over seeds [lowest–highest seed]."
-        )
+    about = (
+        f"\n\n{summary['n_photos']} held-out photos; {'/'.join(map(str, seeds))} seed(s) a model: "
+        "mean over seeds [lowest–highest seed]."
     )
+    return "\n".join(lines) + note + about + "\n\n" + "\n".join(costs)

@@ -293,3 +293,31 @@ def test_answer_with_only_tied_models_says_no_model_is_better():
     assert "colorizes best" not in text
     ranked, _ = bullet(study.conclusions(summary), "B1", "B2")
     assert "no difference beyond the noise on any measure" in ranked
+
+
+def test_table_gives_each_models_mean_and_seed_range_then_its_cost(summary, study_data):
+    per_image, _ = study_data
+    text = study.table(summary)
+    metrics_table, costs_table = text.split("\n\n")[0], text.split("\n\n")[-1]
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in metrics_table.splitlines()}
+    means = [float(np.mean(s["auc"])) for s in per_image["A"].values()]
+    auc = rows["A"][1 + summary["metrics"].index("auc")]
+    assert auc.startswith(f"{np.mean(means):.4f} [") and f"{min(means):.4f}–{max(means):.4f}]" in auc
+    assert "[" not in " ".join(rows["gray baseline"])  # one number a metric: gray has no seeds
+    assert f"{summary['n_photos']} held-out photos" in text
+    cost = COSTS["A"]
+    assert f"| A | {cost['seconds_per_epoch']:.1f} | {cost['parameters']:,} |" in costs_table
+
+
+def test_collect_refuses_results_scored_on_other_photos():
+    record = {
+        "model": "resnet18", "options": {}, "runs": {"0": {"history": [{"seconds": 2.0}], "parameters": 5}},
+        "rows": {"": {"0": {"per_image": {"auc": [0.5, 0.6]}}}},
+        "gray baseline": {"files": ["a.jpg", "b.jpg"], "per_image": {"auc": [0.4, 0.5]}},
+    }  # fmt: skip
+    per_image, gray, costs = study.collect({"one": record})
+    assert per_image == {"ResNet18": {"0": {"auc": [0.5, 0.6]}}} and gray == {"auc": [0.4, 0.5]}
+    assert costs == {"ResNet18": {"seconds_per_epoch": 2.0, "parameters": 5}}
+    other = {**record, "gray baseline": {**record["gray baseline"], "files": ["a.jpg", "c.jpg"]}}
+    with pytest.raises(ValueError, match="other held-out photos"):
+        study.collect({"one": record, "two": other})
