@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import checkpoints, metrics
+from lib import checkpoints, metrics, pipeline, study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,11 +23,6 @@ RESULTS_PAGE = ROOT / "figures" / "results" / "README.md"
 
 def result(name: str) -> dict:
     return json.loads((ROOT / "figures" / "results" / name).read_text())
-
-
-def table(name: str) -> str:
-    """The Markdown table `lib.metrics.format_table` prints for a results file's metrics."""
-    return metrics.format_table(result(name)["metrics"], markdown=True)
 
 
 def conda_pip_list() -> list[str]:
@@ -76,9 +71,32 @@ def test_readme_pages_link_only_to_files_that_exist():
         assert not missing, f"{page.relative_to(ROOT)}: links to missing files: {missing}"
 
 
-def test_readme_results_table_is_the_reference_runs():
-    """Every number of README's results table comes from figures/results/comparison.json."""
-    assert table("comparison.json") in README.read_text()
+def test_readme_opens_its_results_with_the_studys_answer():
+    """README's answer, its table and its chart are the study run's (figures/results/, published
+    by `make figures`): the sentences lib.study wrote from the numbers, not words of README's own;
+    the study's PDF exports are committed beside them, and the quick run's record too."""
+    comparison, record = result("comparison.json"), result("pipeline.json")
+    assert record["profile"] == "study" and comparison["params"]["dataset"] == "photos"
+    readme = README.read_text()
+    results = readme[readme.index("## Results") :]
+    assert results.index(study.answer(comparison["summary"])) < results.index("![")
+    assert "](figures/margins.png)" in results
+    assert study.table(comparison["summary"], comparison["reference"]) in readme
+    pdfs = sorted((ROOT / "figures" / "notebooks").glob("*.pdf"))
+    assert [p.stem for p in pdfs] == sorted(pipeline.NOTEBOOKS) and sum(p.stat().st_size for p in pdfs) < 12e6
+    assert all(f"](figures/notebooks/{p.name})" in readme for p in pdfs)
+    quick = result("quick-pipeline.json")  # README's "under ten minutes", measured on 2 cores
+    assert quick["profile"] == "quick" and sum(quick["attempts"][0]["seconds"].values()) < 600
+    assert f"{quick['parameters']['max_images']} of the embedded train photos" in " ".join(readme.split())
+    params = result("resnet18.json")["params"]  # the recipe, shared by every model (notebook 5 checks it)
+    n_train = result("resnet18.json")["runs"]["0"]["data"]["n_train"]
+    n_photos, size = comparison["summary"]["n_photos"], params["eval_size"]
+    recipe = [f"on the {n_train:,} train photos", f"{params['image_size']}-px random crops",
+              f"peaking at {params['lr']:g}", f"batch {params['batch_size']}", f"{params['epochs']} epochs",
+              f"the {n_photos} held-out photos at {size} px"]  # fmt: skip
+    assert params["seeds"] == [0, 1, 2] and all(r in " ".join(results.split()) for r in recipe), recipe
+    minutes = [sum(a["seconds"].values()) / 60 for a in record["attempts"]]
+    assert f"The study took {minutes[0]:.0f} minutes on 2 CPU cores" in readme
 
 
 def test_results_readme_heads_tables_are_the_evaluation_on_real_photos():
@@ -214,7 +232,7 @@ def test_readme_reference_model_figures_are_its_held_out_and_dev_evaluations():
 
 
 def test_readme_targets_of_issue_11_are_computed_from_the_held_out_evaluation():
-    """README's met / not met table: every number and verdict from reference_heldout.json."""
+    """The model card's met / not met table: every number and verdict from reference_heldout.json."""
     m = result("reference_heldout.json")["metrics"]
     faithful, default, gray = m["reference (vividness 0)"], m["reference (vividness 0.1)"], m["gray baseline"]
 
@@ -232,8 +250,8 @@ def test_readme_targets_of_issue_11_are_computed_from_the_held_out_evaluation():
         f"| default: AuC ≥ gray's − 0.005 | {default['auc']:.4f} vs {gray['auc']:.4f}: "
         f"{default['auc'] - gray['auc']:+.4f} | {verdict(default['auc'] - gray['auc'] >= -0.005, met)} |",
     ]
-    readme = README.read_text()
-    assert all(row in readme for row in rows), [row for row in rows if row not in readme]
+    card = MODEL_CARD.read_text()
+    assert all(row in card for row in rows), [row for row in rows if row not in card]
 
 
 def test_inference_imports_no_training_code():
@@ -259,3 +277,50 @@ def test_readme_training_curve_of_the_reference_model_is_its_results_file():
         row = f"| {int(epoch)} | {float(val):.4f} | {faithful['auc']:.4f} (+{faithful['auc'] - gray:.4f}) | "
         row += f"{cf:.1f} ({cf / default['colourfulness_true']:.2f}×) |"
         assert row in readme
+
+
+def pilot_table() -> str:
+    """The study pilot's seconds per epoch (figures/results/study_pilot_*.json) as the Markdown
+    table of figures/results/README.md."""
+    rows = result("study_pilot_fp32.json")["rows"] + result("study_pilot_bf16.json")["rows"]
+    columns = [(False, 64), (False, 96), (True, 64)]
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    cell = {(r["model"], r["bf16"], r["size"]): r["seconds_per_epoch"] for r in rows}
+    lines = ["| network | float32, 64 px | float32, 96 px | bfloat16, 64 px |", "|---|---:|---:|---:|"]
+    lines += [f"| {n} | " + " | ".join(f"{cell[n, b, s]:.1f}" for b, s in columns) + " |" for n in names]
+    totals = [sum(cell[n, b, s] for n in names) for b, s in columns]
+    return "\n".join([*lines, "| all four | " + " | ".join(f"{t:.1f}" for t in totals) + " |"])
+
+
+def test_the_study_pilots_table_is_its_results_files():
+    """How the study's crop size, epochs and precision were chosen: the pilot's measured seconds."""
+    assert pilot_table() in RESULTS_PAGE.read_text()
+
+
+def study_run_text() -> str:
+    """What figures/results/README.md says of the study run, from its files: each attempt's commit
+    and minutes, and the epoch the dev part chose for each run."""
+    first, *later = result("pipeline.json")["attempts"]
+    minutes = ", ".join(f"{nb[:2]} {s / 60:.0f}" for nb, s in first["seconds"].items())
+    lines = [
+        f"The first attempt ran at commit `{first['code'][:7]}` with uncommitted changes"
+        if first["code"].endswith("-dirty")
+        else f"The first attempt ran at commit `{first['code'][:7]}`",
+        f"and took {sum(first['seconds'].values()) / 60:.0f} minutes (notebooks {minutes}).",
+    ]
+    if later:
+        commits = ", ".join(f"`{a['code'][:7]}`" for a in later)
+        seconds = sum(s for a in later for s in a["seconds"].values())
+        lines.append(f"Later attempts (at {commits}) found every run finished and ran notebooks again, "
+                     f"{seconds:.0f} s in all.")  # fmt: skip
+    chosen = []
+    for name in ("original_cnn", "edited_cnn", "resnet18", "resnet18-classification"):
+        runs = result(f"{name}.json")["runs"].values()
+        epochs = ", ".join(str(min(r["checkpoints"], key=lambda c: c["val_loss"])["epoch"]) for r in runs)
+        chosen.append(f"{name} {epochs}")
+    lines.append(f"The dev part chose these epochs of 30 for seeds 0, 1 and 2: {'; '.join(chosen)}.")
+    return " ".join(lines)
+
+
+def test_the_study_runs_record_is_its_files():
+    assert study_run_text() in " ".join(RESULTS_PAGE.read_text().split())
