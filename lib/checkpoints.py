@@ -221,9 +221,15 @@ def _misfit(ckpt: dict, model) -> str | None:
     return None
 
 
+def chosen(run: dict) -> dict:
+    """A run record's checkpoint entry (epoch, path, val_loss) with the lowest validation loss:
+    the one its dev part chose."""
+    return min(run["checkpoints"], key=lambda c: c["val_loss"])
+
+
 def best(run: dict) -> str:
-    """The path of a run record's checkpoint with the lowest validation loss."""
-    return min(run["checkpoints"], key=lambda c: c["val_loss"])["path"]
+    """The path of the checkpoint a run's dev part chose (chosen)."""
+    return chosen(run)["path"]
 
 
 def export_reference(checkpoint, out, working_size: int, vividness: float | None, ab_prior=None) -> str:

@@ -779,9 +779,8 @@ def make_loaders(
     train_files, skip_t = scan(root, rank(train_all, SPLIT_SEED), size, max_images)
     dev_files, skip_v = scan(root, part_files(root, "dev", split_file)[0], size)
     for files, skips, part in ((train_files, skip_t, "train"), (dev_files, skip_v, "dev")):
-        if not files:  # one line naming the folder, the part and why each of its files was refused
-            raise ValueError(f"{root}: no usable colour image in its {part} part ({_parts_rule(how)}): "
-                             f"{_skipped_why(skips)}")  # fmt: skip
+        if not files:
+            raise _no_usable(root, part, how, skips)
     desc |= {
         "split": how,
         "parts": {"train": "train", "val": "dev"},  # the val loader is the dev part
@@ -826,8 +825,7 @@ def part_loader(
     files, how = part_files(root, part, split_file)
     good, skipped = scan(root, files, min_side=1)
     if not good:
-        raise ValueError(f"{root}: no usable colour image in its {part} part ({_parts_rule(how)}): "
-                         f"{_skipped_why(skipped)}")  # fmt: skip
+        raise _no_usable(root, part, how, skipped)
     workers = default_workers() if workers is None else workers
     loader = DataLoader(
         PhotoFolder(root, good, size, "none"), batch_size=batch_size, collate_fn=collate,
@@ -837,10 +835,9 @@ def part_loader(
     return loader, desc | {"skipped": [list(s) for s in skipped]}
 
 
-def _parts_rule(how: dict) -> str:
-    """How a folder was cut into parts, in words, for error messages."""
-    if how["rule"] == "split file":
-        return f"as {how['file']} lists"
-    if how["rule"] == "subfolders":
-        return "its subfolder"
-    return "parts by a rule of the file name"
+def _no_usable(root, part: str, how: dict, skips) -> ValueError:
+    """The one-line error of a part with no usable photo: the folder, the part, how the folder
+    was cut into parts (part_files' description) and why each of the part's files was refused."""
+    rule = {"split file": f"as {how.get('file')} lists", "subfolders": "its subfolder"}
+    rule = rule.get(how["rule"], "parts by a rule of the file name")
+    return ValueError(f"{root}: no usable colour image in its {part} part ({rule}): {_skipped_why(skips)}")

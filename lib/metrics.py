@@ -171,7 +171,7 @@ def evaluate_all(predictors: dict, loader, device="cpu", seen_skips: dict | None
 def _evaluate_all(predictors: dict, loader, device, seen_skips: dict | None) -> dict:
     """The pass of evaluate_all, its models already in eval mode."""
     per_image = {name: {k: [] for k in METRICS} for name in predictors}
-    failed, t0 = set(), time.perf_counter()
+    failed, n, t0 = set(), 0, time.perf_counter()
     for rgb, skips in loader:
         data.record_skips(seen_skips if seen_skips is not None else {}, skips)
         failed |= {f for f, _ in skips}
@@ -185,7 +185,7 @@ def _evaluate_all(predictors: dict, loader, device, seen_skips: dict | None) -> 
             ab = checkpoints.predict_ab(predict, l) if hasattr(predict, "head") else predict(l)
             for k, v in image_metrics(rgb, ab.float(), lab_true).items():
                 per_image[name][k] += v.double().tolist()
-    n = len(next(iter(per_image.values()))[METRICS[0]]) if per_image else 0
+        n += len(rgb)
     if n == 0:
         raise ValueError("evaluate: the loader yielded no image")
     ds = getattr(loader, "dataset", None)

@@ -333,24 +333,28 @@ def working_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
 DISPLAY = {"original_cnn": "OriginalCNN", "edited_cnn": "EditedCNN", "resnet18": "ResNet18"}
 
 
+def _head(options: dict) -> tuple[str, str] | None:
+    """(head, ", λ=<rebalance>" or "") of a model that is not a plain regression one, else None:
+    what label and display_name add to a model's name."""
+    head = options.get("head", "regression")
+    if head == "regression":
+        return None
+    lam = options.get("rebalance", classes.LAMBDA)
+    return head, "" if lam == classes.LAMBDA else f", λ={lam:g}"
+
+
 def display_name(name: str, options: dict) -> str:
     """A model's name for readers: "ResNet18", "ResNet18, classification head", "ResNet18,
     classification head, λ=1" (label's information, in DISPLAY's names)."""
-    head = options.get("head", "regression")
-    if head == "regression":
-        return DISPLAY.get(name, name)
-    lam = options.get("rebalance", classes.LAMBDA)
-    return f"{DISPLAY.get(name, name)}, {head} head" + ("" if lam == classes.LAMBDA else f", λ={lam:g}")
+    head = _head(options)
+    return DISPLAY.get(name, name) + (f", {head[0]} head{head[1]}" if head else "")
 
 
 def label(name: str, options: dict) -> str:
     """A row name for tables: "resnet18", "resnet18 (classification)", "resnet18 (classification,
     λ=1)" for a run without the paper's rebalancing."""
-    head = options.get("head", "regression")
-    if head == "regression":
-        return name
-    lam = options.get("rebalance", classes.LAMBDA)
-    return f"{name} ({head})" if lam == classes.LAMBDA else f"{name} ({head}, λ={lam:g})"
+    head = _head(options)
+    return name + (f" ({head[0]}{head[1]})" if head else "")
 
 
 def count_parameters(model: nn.Module) -> int:

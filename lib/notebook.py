@@ -8,7 +8,7 @@ builds the data every notebook needs, one part for each job (lib.data.part_files
 checkpoint; None for a notebook that trains nothing), `nb.held_out` (the held-out part at
 eval_size: every score a notebook reports, for every model of every notebook) and `nb.samples`
 (n_samples of its photos, for sample grids). `nb.recipe` holds lib.train.fit's settings from the
-parameters, `nb.run_folder` names a seed's run folder, `nb.score_runs` scores the runs' chosen
+parameters (for lib.train.fit_seeds), `nb.score_runs` scores the runs' chosen
 checkpoints on the held-out part, and `nb.figure` and `nb.save_results` write into the run folder
 with the parameters and provenance every results file needs. Nothing here trains: a notebook
 calls lib.train for that.
@@ -62,10 +62,6 @@ class Notebook:
             "epochs": p["epochs"], "lr": p["lr"], "schedule": p["schedule"], "bf16": p["bf16"],
             "device": self.device, "progress": p["progress"], "resume": True,
         }  # fmt: skip
-
-    def run_folder(self, name: str, seed: int) -> Path:
-        """checkpoints/<name>/seed-<seed>/: one training run."""
-        return self.out / "checkpoints" / name / f"seed-{seed}"
 
     def score_runs(self, runs: dict, vividness: dict | None = None) -> dict:
         """Load each run's checkpoint (the one its dev part chose, loaded back from disk) and

@@ -343,6 +343,13 @@ def fit(
     return model, run
 
 
+def fit_seeds(model_name: str, loaders: data.Loaders, out_dir, seeds, **settings) -> dict[int, dict]:
+    """fit once per seed, into out_dir/seed-<seed>/, with the same loaders and `settings` (fit's
+    keyword arguments but the seed): {seed: run record}. The photos of every part are the same
+    for every seed; the seed sets the initial weights, order and augmentation."""
+    return {s: fit(model_name, loaders, Path(out_dir) / f"seed-{s}", seed=s, **settings)[1] for s in seeds}
+
+
 # --- command line ---------------------------------------------------------------------------------
 
 
@@ -442,7 +449,7 @@ def main(argv=None) -> int:
     # the same record of skips as training's: a file that failed there is not named twice
     scores = metrics.evaluate_all(predictors, loaders.val, device, run["skipped_during_training"])
     print(f"\nthe dev part, {scores[label]['n_images']} images: the part that chose this checkpoint (epoch "
-          f"{min(run['checkpoints'], key=lambda c: c['val_loss'])['epoch']}):")  # fmt: skip
+          f"{checkpoints.chosen(run)['epoch']}):")  # fmt: skip
     print(metrics.format_table(scores))
     if run["skipped_during_training"]:
         print(f"{len(run['skipped_during_training'])} more files skipped while training (see the log above)")
