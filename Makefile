@@ -43,15 +43,17 @@ data: $(VENV)/.installed
 	$(if $(DATASET),,$(error usage: make data DATASET=places205-test (or places365-val)))
 	$(BIN)/python -m lib.datasets $(DATASET)
 
-# The PDF export prints the HTML with a headless Chromium (Debian's package). Install it where we
-# can (root with apt-get); elsewhere say so once, and the run still writes the HTML.
+# The PDF export prints the HTML with a headless Chromium (Debian's package), its equations in the
+# DejaVu math font (fonts-dejavu-extra). Install them where we can (root with apt-get); elsewhere
+# say so once, and the run still writes the HTML.
 chromium:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian's chromium for the PDF export ..."; \
-	    (apt-get install -y -qq chromium || (apt-get update -qq && apt-get install -y -qq chromium)) \
+	    (apt-get install -y -qq chromium fonts-dejavu-extra || \
+	      (apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-extra)) \
 	      >/dev/null 2>&1 || echo "could not install chromium: the PDFs will be skipped"; \
-	  else echo "no chromium (sudo apt-get install chromium): the PDFs will be skipped"; fi
+	  else echo "no chromium (sudo apt-get install chromium fonts-dejavu-extra): the PDFs will be skipped"; fi
 
 clean:
 	rm -rf runs .pytest_cache

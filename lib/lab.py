@@ -193,6 +193,13 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return _to_lab(rgb, (1.0, 1.0, 1.0))
 
 
+def ab_spread(rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) sRGB -> (N,) the smaller of each photo's standard deviations of a* and b*, in
+    Lab units: large only for a photo whose colours vary along both colour axes."""
+    ab = rgb_to_lab(rgb)[:, 1:].flatten(2)
+    return ab.std(dim=2).min(dim=1).values
+
+
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) Lab -> float32 sRGB in [0, 1]; out-of-gamut colours are clipped as skimage does."""
     _check(lab, "lab")

@@ -15,13 +15,17 @@ calls lib.train for that.
 """
 
 import functools
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from lib import checkpoints, data, metrics, models, plots, results
+from lib import checkpoints, data, metrics, models, plots, results, study
+
+REPO = Path(__file__).resolve().parents[1]  # the project's folder: where the README's commands run
 
 # What each part did, recorded in every results file of a notebook (and checked by the tests):
 # a score is reported only on a part that neither trained nor chose what it scores.
@@ -82,6 +86,31 @@ class Notebook:
         )
         rows = {row: {seed: scores[(row, seed)] for seed in runs} for row in vividness}
         return {"gray baseline": scores["gray"], "rows": rows}
+
+    def photos(self, names=None) -> torch.Tensor:
+        """The held-out photos named `names` (file names relative to the data's root, as results
+        files list them; all when None), as the models see them: a uint8 (N, 3, eval_size,
+        eval_size) batch."""
+        ds = self.held_out.dataset
+        at = {f: i for i, f in enumerate(ds.files)}
+        return torch.stack([ds[at[n]] for n in (ds.files if names is None else names)])
+
+    def paths(self, names) -> list[Path]:
+        """The files of the held-out photos `names`: whole photos, for full-size figures."""
+        return [self.held_out.dataset.root / n for n in names]
+
+    def showcase(self, *scored: dict, percentiles=None) -> list[str]:
+        """The names of the held-out photos a sample figure shows, picked by a rule, not by eye
+        (lib.study.showcase): those at `percentiles` (by default n_samples of them, evenly spaced
+        from the 90th down to the 10th) of each photo's AuC margin over the gray baseline,
+        averaged over every row and seed of `scored` (score_runs' outputs, or results files that
+        hold them). The first are photos the models colorize well, the last their worse ones."""
+        if percentiles is None:
+            percentiles = np.linspace(90, 10, self.params["n_samples"]).tolist()
+        gray = scored[0]["gray baseline"]
+        runs = [s for record in scored for seeds in record["rows"].values() for s in seeds.values()]
+        picks = study.showcase(study.photo_margins(runs, gray), percentiles)
+        return [gray["files"][i] for i in picks]
 
     def recipe_text(self, original: dict | None = None) -> str:
         """How this notebook's runs train, in words, from its parameters (Markdown); with
@@ -186,7 +215,35 @@ def seed_rows(models: dict) -> dict:
         for row, seeds in scored["rows"].items()
         for seed, s in seeds.items()
     }
+    metrics.check_same_held_out({name: scored["gray baseline"] for name, scored in models.items()})
     return rows | {"gray baseline": next(iter(models.values()))["gray baseline"]}
+
+
+def command(*args, comment: str | None = None, columns: int = 88) -> str:
+    """Show a shell command as a Markdown bash block, with the run's real paths, and return its
+    text. Each argument is shell-quoted; an absolute path inside the project's folder (where the
+    README's commands run) is shown relative to it; a command longer than `columns` continues on indented
+    lines ending in a backslash, so that it can be copied as shown and prints unwrapped."""
+    words = [shlex.quote(_shown(a)) for a in args]
+    lines = [words[0]]
+    for w in words[1:]:
+        if len(lines[-1]) + 1 + len(w) + 2 > columns:  # room for " \\"
+            lines[-1] += " \\"
+            lines.append("    " + w)
+        else:
+            lines[-1] += " " + w
+    if comment:
+        lines[-1] += f"  # {comment}"
+    text = "\n".join(lines)
+    display(Markdown(f"```bash\n{text}\n```"))
+    return text
+
+
+def _shown(arg) -> str:
+    """An argument as a command shows it: an absolute path inside the project, relative to it."""
+    path = Path(str(arg))
+    inside = path.is_absolute() and path.resolve().is_relative_to(REPO)
+    return str(path.resolve().relative_to(REPO)) if inside else str(arg)
 
 
 def table(scores: dict) -> None:

@@ -6,7 +6,6 @@ name and colour. Metrics come from lib.metrics.REGISTRY.
 """
 
 import json
-import math
 import textwrap
 import zlib
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import ListedColormap
 
 from lib import lab, metrics, models, results
 
@@ -28,16 +28,17 @@ LABELS = {**models.DISPLAY, "gray baseline": "gray baseline", REFERENCE: "refere
 PALETTE = ("#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 ORIGINAL = "#7b241c"  # the original notebook's own published numbers
 # Sizes for paper. The PDF export prints a chart at its own size, or scaled to the output area's
-# width (about 6.6 in on A4 and Letter, lib.pipeline's print CSS) when wider: charts are drawn at
-# most WIDTH inches wide and HEIGHT tall (a page's text height is about 10 in; a chart is never
-# split), so a font's size is its printed size and 8 pt is the smallest. DPI keeps photos and
-# lines sharp at that size (the notebook's inline images are drawn at the figure's dpi too).
+# width (about 7.1 in on A4, lib.pipeline's print CSS) when wider: charts are drawn at most WIDTH
+# inches wide, so a font's size is its printed size and 8 pt is the smallest. A chart is never
+# split across pages, so one that does not fit below the text jumps to the next page and leaves
+# the rest of this one blank: at most HEIGHT tall, a chart never leaves more than about 40 % of
+# an A4 page (11.7 in) blank. DPI keeps photos and lines sharp at that size (the notebook's
+# inline images are drawn at the figure's dpi too).
 WIDTH = 6.4
-HEIGHT = 8.5
+HEIGHT = 4.2
 DPI = 150
 GAP = 0.08  # inches between photos
 TITLE = 0.42  # inches above a photo for its title: two lines at 9 pt
-SMALLEST_PHOTO = 1.1  # inches: photo_row starts a second row rather than print its photos smaller
 
 
 def label(name: str) -> str:
@@ -89,21 +90,14 @@ def loss_curves(histories: dict, title: str, reference: dict | None = None):
 
 
 def checkpoint_analysis(rows: list[dict], name: str = "resnet18"):
-    """Validation loss and evaluation time of each saved checkpoint of model `name` (rows from the
-    notebook: epoch, val_loss, seconds)."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 3.8), dpi=DPI)
-    epochs = [r["epoch"] for r in rows]
-    ax.plot(epochs, [r["val_loss"] for r in rows], "-o", color=colour(name), label="val loss")
-    ax.set(xlabel="checkpoint epoch", ylabel="val MSE on (a, b)/128 (all val images)")
+    """The dev loss of each saved checkpoint of model `name`, loaded back from disk (rows from
+    lib.metrics.checkpoint_analysis: epoch, val_loss)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2), dpi=DPI)
+    ax.plot([r["epoch"] for r in rows], [r["val_loss"] for r in rows], "-o", color=colour(name))
+    ax.set(xlabel="epoch of the checkpoint", ylabel="dev MSE on (a, b)/128")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax2 = ax.twinx()
-    ax2.plot(epochs, [r["seconds"] for r in rows], "-s", color="#b03a2e", label="evaluation time")
-    ax2.set_ylabel("seconds to evaluate all val images")
-    ax2.set_ylim(0, max(r["seconds"] for r in rows) * 1.3)
-    lines = ax.get_lines() + ax2.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
-    ax.set_title(f"{label(name)}: every saved checkpoint, loaded and evaluated")
+    ax.set_title(f"{label(name)}: every saved checkpoint, loaded and evaluated on the dev part")
     return fig
 
 
@@ -115,23 +109,38 @@ def _hwc_uint8(rgb: torch.Tensor) -> np.ndarray:
 
 
 def image_grid(columns: dict, title: str | None = None, cell: float = 1.6):
-    """Rows of images: `columns` maps a column title to an (N, 3, H, W) RGB batch. `cell` is each
-    image's size in inches, at most: smaller when the grid would be wider than WIDTH or taller
-    than HEIGHT, so that it prints whole and its 8-pt titles print at 8 pt."""
+    """Rows of images, one row per image: `columns` maps a column title to an (N, 3, H, W) RGB
+    batch. `cell` is each image's size in inches, at most: smaller when the grid would be wider
+    than WIDTH or taller than HEIGHT, so that it prints whole and its 8-pt titles print at 8 pt.
+    When the rows print larger that way, they run in two or more blocks side by side (rows 1-3 on
+    the left, 4-6 on the right), each block headed by the titles, as a newspaper's columns."""
     titles, batches = list(columns), [_hwc_uint8(b) for b in columns.values()]
-    n = len(batches[0])
-    cell = min(cell, WIDTH / len(titles), (HEIGHT - 0.6) / n)  # 0.6 in: titles
-    fig, axes = plt.subplots(n, len(titles), figsize=(cell * len(titles), cell * n), dpi=DPI, squeeze=False)
-    for j, (t, imgs) in enumerate(zip(titles, batches, strict=True)):
-        for i in range(n):
-            axes[i, j].imshow(imgs[i])
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-        # ~14 characters an inch; a word longer than that is kept whole (and may run a little wide)
-        axes[0, j].set_title(textwrap.fill(t, max(10, int(cell * 14)), break_long_words=False), fontsize=8)
+    n, m, room = len(batches[0]), len(titles), (0.9 if title else 0.5)  # room: the titles'
+
+    def size(blocks):  # each image's size with the rows in `blocks` blocks, 0.25 in between
+        across = (WIDTH - 0.25 * (blocks - 1)) / (m * blocks)
+        return min(cell, across, (HEIGHT - room) / -(-n // blocks))
+
+    blocks = max(range(1, n + 1), key=lambda k: (round(size(k), 2), -k))  # the fewest of the largest
+    cell, per_block = size(blocks), -(-n // blocks)
+    spacer = 0.25 / cell  # a blank column between blocks, in cells
+    ratios = ([1] * m + [spacer]) * (blocks - 1) + [1] * m
+    fig, axes = plt.subplots(
+        per_block, len(ratios), figsize=(cell * sum(ratios), cell * per_block + room), dpi=DPI,
+        squeeze=False, width_ratios=ratios,
+    )  # fmt: skip
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        block, row = divmod(i, per_block)
+        for j, (t, imgs) in enumerate(zip(titles, batches, strict=True)):
+            ax = axes[row, block * (m + 1) + j]
+            ax.imshow(imgs[i])
+            if row == 0:  # ~14 characters an inch; a longer word is kept whole (may run a little wide)
+                ax.set_title(textwrap.fill(t, max(10, int(cell * 14)), break_long_words=False), fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(w_pad=0.2, h_pad=0.2)
     return fig
 
 
@@ -163,23 +172,14 @@ def _photo(ax, title: str | None, im, width: float) -> None:
 
 
 def photo_row(images: dict, height: float = 3.2):
-    """PIL images of one photo side by side (any sizes), titled by the dict's keys. `height` (in
-    inches) is at most: lower when the row would be wider than WIDTH; when that would make them
-    smaller than SMALLEST_PHOTO, they continue on a second row (and more), in the same order."""
+    """PIL images of one photo side by side in one row (any sizes), titled by the dict's keys.
+    `height` (in inches) is at most: lower when the row would be wider than WIDTH. Every photo
+    row of the notebooks is laid out this way, one row, never wrapped."""
     widths = [im.width / im.height for im in images.values()]
-    n, rows = len(images), 1
-    while True:
-        per_row = math.ceil(n / rows)
-        columns = widths if rows == 1 else [max(widths)] * per_row  # more rows: cells of one size
-        fits = min(height, (WIDTH - GAP * (per_row - 1)) / sum(columns))
-        if fits >= SMALLEST_PHOTO or per_row == 1:
-            break
-        rows += 1
-    fig, axes = _photo_figure(rows, columns, fits, titled_rows=True)
-    for ax, (title, im), w in zip(axes.flat, images.items(), widths, strict=False):
+    fits = min(height, (WIDTH - GAP * (len(widths) - 1)) / sum(widths))
+    fig, axes = _photo_figure(1, widths, fits, titled_rows=False)
+    for ax, (title, im), w in zip(axes[0], images.items(), widths, strict=True):
         _photo(ax, title, im, fits * w)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
     return fig
 
 
@@ -243,51 +243,61 @@ def colour_bins(bins: torch.Tensor, prior: torch.Tensor | None = None, lightness
     return fig
 
 
-def lab_channels(rgb: torch.Tensor):
-    """One photo as the model sees it: L (the input) and a, b (what it must predict)."""
+def lab_axis_colours(axis: int, lightness: float = 70.0, limit: float = 80.0, n: int = 256):
+    """A colour map that runs through the real colours of one Lab axis: a* (axis 1) from green
+    to red, or b* (axis 2) from blue to yellow, from -`limit` to +`limit` with the other axis at
+    0 and L* = `lightness` (colours outside sRGB shown at the same L* and hue: lab.lab_to_rgb8),
+    so a chart of a* or b* shows each value in the colour it stands for."""
+    ramp = torch.zeros(1, 3, 1, n)
+    ramp[0, 0], ramp[0, axis] = lightness, torch.linspace(-limit, limit, n)
+    rgb = lab.lab_to_rgb8(ramp)[0, :, 0].T.numpy() / 255
+    return ListedColormap(rgb, name=f"lab_{'ab'[axis - 1]}")
+
+
+def lab_channels(rgb: torch.Tensor, limit: float = 80.0):
+    """One photo (the first of the uint8 batch `rgb`) as the model sees it: L* (the input) and a*,
+    b* (what it must predict), each in the colours its values stand for (lab_axis_colours, from
+    -`limit` to +`limit` Lab units)."""
     x = lab.rgb_to_lab(rgb[:1])[0]
-    fig, axes = plt.subplots(2, 2, figsize=(5.4, 4.6), dpi=DPI, layout="constrained")  # aligned columns
+    fig, axes = plt.subplots(2, 2, figsize=(5.4, 4.2), dpi=DPI, layout="constrained")  # aligned columns
     axes = list(axes.flat)  # reading order: photo, L; a, b
     axes[0].imshow(_hwc_uint8(rgb[:1])[0])
     axes[0].set_title("colour photo", fontsize=10)
     axes[1].imshow(x[0], cmap="gray", vmin=0, vmax=100)
-    axes[1].set_title("L: lightness (input)", fontsize=10)
-    shown_a = axes[2].imshow(x[1], cmap="RdYlGn_r", vmin=-80, vmax=80)
-    axes[2].set_title("a: green (-) to red (+)", fontsize=10)
-    shown_b = axes[3].imshow(x[2], cmap="coolwarm", vmin=-80, vmax=80)
-    axes[3].set_title("b: blue (-) to yellow (+)", fontsize=10)
+    axes[1].set_title("L*: lightness (the input)", fontsize=10)
+    axis_titles = ((axes[2], 1, "a*: green (−) to red (+)"), (axes[3], 2, "b*: blue (−) to yellow (+)"))
+    for ax, axis, title in axis_titles:
+        shown = ax.imshow(x[axis], cmap=lab_axis_colours(axis, limit=limit), vmin=-limit, vmax=limit)
+        ax.set_title(title, fontsize=10)
+        fig.colorbar(shown, ax=ax, shrink=0.8, label="Lab units")
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax, shown in ((axes[2], shown_a), (axes[3], shown_b)):  # each channel its own colour scale
-        fig.colorbar(shown, ax=ax, shrink=0.8, label="Lab units")
     return fig
 
 
-def original_chart_redrawn(as_published: dict, one_scale: dict, ours: dict):
-    """The original's "MSE across All Architectures" as published, on one scale, and ours.
-
-    Each maps a bar's name to its value: the first two are the original's numbers, drawn in its
-    one colour (ORIGINAL); `ours` is keyed by model key or display label (LABELS). One panel a
-    row, so the bars' names read across."""
+def original_chart_redrawn(as_published: dict, ours: dict):
+    """The original's "MSE across All Architectures" as published, above this study's held-out
+    MSEs on one scale, as horizontal bars (so that long names read across). Each maps a bar's
+    name to its value: `as_published` is the original's numbers (its one colour, ORIGINAL),
+    `ours` is keyed by model key or display label (LABELS). Every bar is labelled with the value
+    it draws."""
     panels = [
-        ("as published (mixed scales)", as_published),
-        ("the same numbers on one scale\n(a*, b*)/128", one_scale),
-        ("ours: one scale, one held-out set", ours),
+        ("as published: two scales, different evaluation sets", as_published),
+        ("this study: one scale, (a*, b*)/128, the same held-out photos", ours),
     ]
-    fig, axes = plt.subplots(3, 1, figsize=(WIDTH, 6.6), dpi=DPI)
+    fig, axes = plt.subplots(2, 1, figsize=(WIDTH, 1.6 + 0.3 * (len(as_published) + len(ours))), dpi=DPI,
+                             height_ratios=[len(as_published) + 1, len(ours) + 1])  # fmt: skip
     for j, (ax, (title, values)) in enumerate(zip(axes, panels, strict=True)):
-        colours = [colour(_key(k)) if j == 2 else ORIGINAL for k in values]
-        ax.bar(range(len(values)), list(values.values()), color=colours)
-        names = [textwrap.fill(k, 14, break_long_words=False) for k in values]  # long model names
-        ax.set_xticks(range(len(values)), names, fontsize=8 if j == 2 else 9)
-        for i, v in enumerate(values.values()):
-            ax.text(i, v, f"{v:.4f}" if v >= 1e-4 else f"{v:.1e}", ha="center", va="bottom", fontsize=8)
-        ax.set_title(title, fontsize=10)
-        ax.margins(y=0.15)
-    for ax in axes:
-        ax.set_ylabel("final MSE", fontsize=9)
-        ax.tick_params(axis="y", labelsize=8)
+        rows = np.arange(len(values))[::-1]  # the first on top
+        ax.barh(rows, list(values.values()), color=[colour(_key(k)) if j else ORIGINAL for k in values])
+        ax.set_yticks(rows, [label(k) for k in values], fontsize=8)
+        for y, v in zip(rows, values.values(), strict=True):
+            ax.text(v, y, f" {v:.4f}" if v else " 0", va="center", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.margins(x=0.18)
+    axes[1].set_xlabel("MSE", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -403,6 +403,23 @@ def answer(summary: dict, metric: str = "auc") -> str:
     return f"{first} {second}."
 
 
+def photo_margins(runs, gray: dict, metric: str = "auc") -> np.ndarray:
+    """Each held-out photo's margin over the gray baseline on `metric`: the runs' mean value minus
+    gray's, in the metric's units. `runs` are scores of the runs to average (lib.metrics
+    evaluate_all's, e.g. every seed of a model) and `gray` the gray baseline's, all with
+    "per_image" in the held-out part's order."""
+    values = [np.asarray(r["per_image"][metric], dtype=float) for r in runs]
+    return np.mean(values, axis=0) - np.asarray(gray["per_image"][metric], dtype=float)
+
+
+def showcase(margins, percentiles=(90, 50, 10)) -> list[int]:
+    """The photos a notebook shows, picked by a rule rather than by eye: for each percentile, the
+    index of the photo at that rank of `margins` (photo_margins; ties in the part's order), so
+    (90, 50, 10) is a photo the model colorizes well, a typical one and one of its worse ones."""
+    order = np.argsort(np.asarray(margins), kind="stable")
+    return [int(order[round(p / 100 * (len(order) - 1))]) for p in percentiles]
+
+
 # ---- from the notebooks' results files ------------------------------------------------------------
 
 
