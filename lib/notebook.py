@@ -220,10 +220,10 @@ def seed_rows(models: dict) -> dict:
 
 
 def command(*args, comment: str | None = None, columns: int = 88) -> str:
-    """Show a shell command as a Markdown bash block, with the run's real paths, and return its
-    text. Each argument is shell-quoted; an absolute path inside the project's folder (where the
-    README's commands run) is shown relative to it; a command longer than `columns` continues on indented
-    lines ending in a backslash, so that it can be copied as shown and prints unwrapped."""
+    """A shell command as text to show (shell), with the run's real paths. Each argument is
+    shell-quoted; an absolute path inside the project's folder (where the README's commands run)
+    is shown relative to it; a command longer than `columns` continues on indented lines ending
+    in a backslash, so that it can be copied as shown and prints unwrapped."""
     words = [shlex.quote(_shown(a)) for a in args]
     lines = [words[0]]
     for w in words[1:]:
@@ -234,9 +234,12 @@ def command(*args, comment: str | None = None, columns: int = 88) -> str:
             lines[-1] += " " + w
     if comment:
         lines[-1] += f"  # {comment}"
-    text = "\n".join(lines)
-    display(Markdown(f"```bash\n{text}\n```"))
-    return text
+    return "\n".join(lines)
+
+
+def shell(*commands: str) -> None:
+    """Show shell commands (command's text) as one Markdown bash block."""
+    display(Markdown("```bash\n" + "\n".join(commands) + "\n```"))
 
 
 def _shown(arg) -> str:

@@ -49,8 +49,9 @@ NOTEBOOKS = ["01_OriginalCNN", "02_EditedCNN", "03_ResNet18", "05_Classification
 # alike: an 88-column line (the notebooks' format) takes 477 pt and fits, with the blocks' padding;
 # what a cell prints, at 10 px, 105 columns; pre-wrap is only the safety net for longer lines.
 # Charts print at the size they were drawn (for_readers gives each image its width in inches;
-# lib.plots draws at most 6.4 in wide), scaled down to the output area (about 7.1 in) if wider, and
-# are never split across pages.
+# lib.plots draws at most 6.4 in wide), scaled down to the output area (about 7.1 in) if wider; a
+# chart or a table is never split across pages (lib.plots keeps charts short enough that one that
+# jumps to the next page leaves no half-empty page), while text, printed or Markdown, runs on.
 READER_CSS = """<style>
 math { font-family: "DejaVu Math TeX Gyre", "Cambria Math", "STIX Two Math", "Latin Modern Math", math; }
 @page { size: A4; margin: 12mm; }
@@ -60,7 +61,8 @@ math { font-family: "DejaVu Math TeX Gyre", "Cambria Math", "STIX Two Math", "La
   .jp-RenderedHTMLCommon { padding-right: 0; }
   .jp-RenderedMarkdown pre { font-size: var(--jp-code-font-size); }
   .jp-OutputArea-output pre { font-size: 10px; }
-  img, .jp-OutputArea-output { break-inside: avoid; page-break-inside: avoid; max-width: 100%; }
+  img { max-width: 100%; }
+  img, table { break-inside: avoid; page-break-inside: avoid; }
 }
 </style>"""
 # nbconvert's lab template without its scripts (require.js, MathJax, mermaid, the widget manager:
