@@ -63,6 +63,11 @@ math { font-family: "DejaVu Math TeX Gyre", "Cambria Math", "STIX Two Math", "La
   .jp-OutputArea-output pre { font-size: 10px; }
   img { max-width: 100%; }
   img, table { break-inside: avoid; page-break-inside: avoid; }
+  /* JupyterLab keeps each output whole on paper (avoid-page, and display: table with overflow
+     hidden, which Chromium never splits): a long printed or Markdown output would jump whole. */
+  .jp-OutputArea, .jp-OutputArea-child, .jp-OutputArea-child .jp-OutputArea-output {
+    display: block; overflow: visible; break-inside: auto;
+  }
 }
 </style>"""
 # nbconvert's lab template without its scripts (require.js, MathJax, mermaid, the widget manager:
@@ -429,15 +434,21 @@ def run(profile_name="quick", out_dir=None, overrides=None, notebooks=NOTEBOOKS,
 def publish(run_dir: Path, figures_dir: Path = REPO / "figures") -> None:
     """Copy a finished run's charts (with their data) into figures/, its results files and
     pipeline.json into figures/results/ and its PDF exports into figures/notebooks/: the run that
-    README shows, read without running anything. Replaces what was there, on purpose."""
+    README shows, read without running anything. Replaces what was there, on purpose, and removes
+    the charts of figures/ that this run did not draw (a photo figure named after a photo that
+    the run no longer shows), so that figures/ holds one run's charts."""
     (figures_dir / "results").mkdir(parents=True, exist_ok=True)
     (figures_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    copies = [(f, figures_dir / f.name) for f in sorted((run_dir / "figures").glob("*"))]
+    charts = sorted((run_dir / "figures").glob("*"))
+    copies = [(f, figures_dir / f.name) for f in charts]
     copies += [(f, figures_dir / "results" / f.name) for f in sorted((run_dir / "results").glob("*.json"))]
     copies += [(f, figures_dir / "notebooks" / f.name) for f in sorted((run_dir / "pdf").glob("*.pdf"))]
     copies.append((run_dir / "pipeline.json", figures_dir / "results" / "pipeline.json"))
     for src, dst in copies:
         results.write_atomic(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
+    drawn = {f.name for f in charts}
+    for old in (f for f in figures_dir.glob("*") if f.suffix in (".png", ".json") and f.name not in drawn):
+        old.unlink()
 
 
 def main(argv=None) -> int:

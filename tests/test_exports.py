@@ -206,3 +206,24 @@ def test_the_kernel_runs_over_ipc_without_the_tcp_warning_and_leaves_no_socket_f
     assert transport == "ipc"
     assert Path(ip).is_relative_to(tempfile.gettempdir()) and not Path(ip).parent.exists()
     assert {d: set(d.iterdir()) for d in where} == before
+
+
+def test_publish_leaves_figures_with_one_runs_charts_and_keeps_the_other_results(tmp_path):
+    run, figures = tmp_path / "run", tmp_path / "figures"
+    for sub, name in [("figures", "samples.png"), ("figures", "samples.json"), ("results", "resnet18.json"),
+                      ("pdf", "03_ResNet18.pdf"), ("", "pipeline.json")]:  # fmt: skip
+        (run / sub).mkdir(parents=True, exist_ok=True)
+        (run / sub / name).write_text(f"new {name}")
+    (figures / "results").mkdir(parents=True)
+    for name in ("samples.png", "colorized_an_old_photo.png", "colorized_an_old_photo.json"):
+        (figures / name).write_text("old")
+    (figures / "results" / "bench_train.json").write_text("a benchmark, not the run's")
+    pipeline.publish(run, figures)
+    assert sorted(p.name for p in figures.glob("*.*")) == ["samples.json", "samples.png"]
+    assert (figures / "samples.png").read_text() == "new samples.png"
+    assert sorted(p.name for p in (figures / "results").iterdir()) == [
+        "bench_train.json",
+        "pipeline.json",
+        "resnet18.json",
+    ]
+    assert (figures / "notebooks" / "03_ResNet18.pdf").read_text() == "new 03_ResNet18.pdf"
