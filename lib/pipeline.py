@@ -55,12 +55,16 @@ NOTEBOOKS = ["01_OriginalCNN", "02_EditedCNN", "03_ResNet18", "05_Classification
 READER_CSS = """<style>
 math { font-family: "DejaVu Math TeX Gyre", "Cambria Math", "STIX Two Math", "Latin Modern Math", math; }
 @page { size: A4; margin: 12mm; }
+/* A shell command shown by a cell (lib.notebook.shell) is Markdown output: in code's font, not the
+   output area's inherited one; an option such as --checkpoint is never broken after its dashes. */
+.jp-RenderedMarkdown.jp-OutputArea-output pre { font-family: var(--jp-code-font-family); }
+.jp-RenderedMarkdown code { white-space: nowrap; }
 @media print {
   :root { --jp-code-font-size: 12px; }
   pre { white-space: pre-wrap !important; }
   .jp-RenderedHTMLCommon { padding-right: 0; }
-  .jp-RenderedMarkdown pre { font-size: var(--jp-code-font-size); }
   .jp-OutputArea-output pre { font-size: 10px; }
+  .jp-RenderedMarkdown pre { font-size: var(--jp-code-font-size) !important; }
   img { max-width: 100%; }
   img, table { break-inside: avoid; page-break-inside: avoid; }
   /* JupyterLab keeps each output whole on paper (avoid-page, and display: table with overflow
@@ -434,12 +438,14 @@ def run(profile_name="quick", out_dir=None, overrides=None, notebooks=NOTEBOOKS,
 def publish(run_dir: Path, figures_dir: Path = REPO / "figures") -> None:
     """Copy a finished run's charts (with their data) into figures/, its results files and
     pipeline.json into figures/results/ and its PDF exports into figures/notebooks/: the run that
-    README shows, read without running anything. Replaces what was there, on purpose, and removes
-    the charts of figures/ that this run did not draw (a photo figure named after a photo that
-    the run no longer shows), so that figures/ holds one run's charts."""
+    README shows, read without running anything. Replaces what was there, on purpose. The charts
+    are those the run's last attempt drew (written since it started: an earlier attempt's chart
+    of a photo the notebooks no longer show stays behind in the run folder), and the charts of
+    figures/ that it did not draw are removed, so that figures/ holds one attempt's charts."""
     (figures_dir / "results").mkdir(parents=True, exist_ok=True)
     (figures_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    charts = sorted((run_dir / "figures").glob("*"))
+    started = datetime.fromisoformat(results.load(run_dir / "pipeline.json")["attempts"][-1]["started"])
+    charts = sorted(f for f in (run_dir / "figures").glob("*") if f.stat().st_mtime >= started.timestamp())
     copies = [(f, figures_dir / f.name) for f in charts]
     copies += [(f, figures_dir / "results" / f.name) for f in sorted((run_dir / "results").glob("*.json"))]
     copies += [(f, figures_dir / "notebooks" / f.name) for f in sorted((run_dir / "pdf").glob("*.pdf"))]

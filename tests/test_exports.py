@@ -1,6 +1,7 @@
 """The HTML and PDF exports (lib.pipeline): each HTML file stands alone, equations as MathML and no
 script; cells hidden by tag; no prompt numbers; A4 paper; the kernel runs over IPC."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ import nbformat
 import pytest
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath, markdown2html_mistune
 
-from lib import pipeline
+from lib import pipeline, results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -210,8 +211,13 @@ def test_the_kernel_runs_over_ipc_without_the_tcp_warning_and_leaves_no_socket_f
 
 def test_publish_leaves_figures_with_one_runs_charts_and_keeps_the_other_results(tmp_path):
     run, figures = tmp_path / "run", tmp_path / "figures"
+    (run / "figures").mkdir(parents=True)
+    (run / "figures" / "colorized_an_earlier_attempts_photo.png").write_text("earlier attempt")
+    os.utime(run / "figures" / "colorized_an_earlier_attempts_photo.png", (1e9, 1e9))  # in 2001
+    attempts = [{"started": "2001-09-09T01:46:40+00:00"}, {"started": results.now()}]
+    results.save(run / "pipeline.json", profile="study", attempts=attempts)
     for sub, name in [("figures", "samples.png"), ("figures", "samples.json"), ("results", "resnet18.json"),
-                      ("pdf", "03_ResNet18.pdf"), ("", "pipeline.json")]:  # fmt: skip
+                      ("pdf", "03_ResNet18.pdf")]:  # fmt: skip
         (run / sub).mkdir(parents=True, exist_ok=True)
         (run / sub / name).write_text(f"new {name}")
     (figures / "results").mkdir(parents=True)

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -179,6 +180,24 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
         assert "google.colab" not in html and html.count("How this run was made") == 1  # for readers
     exported = sorted(p.name for p in (out / "html").iterdir())
     assert exported == sorted(f"{nb}.html" for nb in pipeline.NOTEBOOKS)  # nothing beside them
+    # The commands the chapters show can be copied: no doubled backslash, and every file they name
+    # (this run's checkpoints, the embedded photos) is there.
+    for nb in ("03_ResNet18", "05_Classification"):
+        executed = nbformat.read(out / f"{nb}.ipynb", as_version=4)
+        outputs = [
+            o.get("data", {}).get("text/markdown", "") for c in executed.cells for o in c.get("outputs", [])
+        ]
+        blocks = [o.split("```bash\n")[1].split("```")[0] for o in outputs if "```bash" in o]
+        assert blocks, nb
+        for block in blocks:
+            assert "\\\\" not in block
+            words = [
+                w
+                for line in block.replace("\\\n", " ").splitlines()
+                for w in shlex.split(line, comments=True)
+            ]
+            named = [w for w in words if w.endswith(".pt") or w.startswith(("data/", "runs/", "/"))]
+            assert named and all((pipeline.REPO / w).exists() for w in named), (nb, named)
     if pipeline.find_chromium():  # CI machines may have none: then the run prints a line instead
         for nb in pipeline.NOTEBOOKS:
             assert (out / "pdf" / f"{nb}.pdf").read_bytes().startswith(b"%PDF")
