@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.colors import ListedColormap
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextPath
 
 from lib import lab, metrics, models, results
 
@@ -113,20 +115,25 @@ def image_grid(columns: dict, title: str | None = None, cell: float = 1.6):
     batch. `cell` is each image's size in inches, at most: smaller when the grid would be wider
     than WIDTH or taller than HEIGHT, so that it prints whole and its 8-pt titles print at 8 pt.
     When the rows print larger that way, they run in two or more blocks side by side (rows 1-3 on
-    the left, 4-6 on the right), each block headed by the titles, as a newspaper's columns."""
+    the left, 4-6 on the right), each block headed by the titles, as a newspaper's columns. A
+    column is never narrower than the longest word of the titles, so no title runs into the next;
+    the titles wrap at the column's width."""
     titles, batches = list(columns), [_hwc_uint8(b) for b in columns.values()]
     n, m, room = len(batches[0]), len(titles), (0.9 if title else 0.5)  # room: the titles'
+    word = max(_text_inches(w, 8) for t in titles for w in t.split()) + GAP  # a column's least width
 
     def size(blocks):  # each image's size with the rows in `blocks` blocks, 0.25 in between
         across = (WIDTH - 0.25 * (blocks - 1)) / (m * blocks)
-        return min(cell, across, (HEIGHT - room) / -(-n // blocks))
+        return min(cell, across, (HEIGHT - room) / -(-n // blocks)) if across >= word else 0.0
 
     blocks = max(range(1, n + 1), key=lambda k: (round(size(k), 2), -k))  # the fewest of the largest
-    cell, per_block = size(blocks), -(-n // blocks)
-    spacer = 0.25 / cell  # a blank column between blocks, in cells
+    cell, per_block, pitch = size(blocks), -(-n // blocks), max(size(blocks), word)
+    if cell == 0:
+        raise ValueError(f"image_grid: {m} columns titled {titles} do not fit {WIDTH} in at 8 pt")
+    spacer = 0.25 / pitch  # a blank column between blocks, in columns
     ratios = ([1] * m + [spacer]) * (blocks - 1) + [1] * m
     fig, axes = plt.subplots(
-        per_block, len(ratios), figsize=(cell * sum(ratios), cell * per_block + room), dpi=DPI,
+        per_block, len(ratios), figsize=(pitch * sum(ratios), cell * per_block + room), dpi=DPI,
         squeeze=False, width_ratios=ratios,
     )  # fmt: skip
     for ax in axes.flat:
@@ -136,12 +143,28 @@ def image_grid(columns: dict, title: str | None = None, cell: float = 1.6):
         for j, (t, imgs) in enumerate(zip(titles, batches, strict=True)):
             ax = axes[row, block * (m + 1) + j]
             ax.imshow(imgs[i])
-            if row == 0:  # ~14 characters an inch; a longer word is kept whole (may run a little wide)
-                ax.set_title(textwrap.fill(t, max(10, int(cell * 14)), break_long_words=False), fontsize=8)
+            if row == 0:
+                ax.set_title(_wrap(t, pitch - GAP, 8), fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout(w_pad=0.2, h_pad=0.2)
     return fig
+
+
+def _text_inches(text: str, points: float) -> float:
+    """How wide `text` prints in the default font at `points`, in inches."""
+    return TextPath((0, 0), text, size=points, prop=FontProperties()).get_extents().width / 72
+
+
+def _wrap(text: str, inches: float, points: float) -> str:
+    """`text` in lines at most `inches` wide at `points` (a longer word on a line of its own)."""
+    lines = []
+    for w in text.split():
+        if lines and _text_inches(f"{lines[-1]} {w}", points) <= inches:
+            lines[-1] += f" {w}"
+        else:
+            lines.append(w)
+    return "\n".join(lines)
 
 
 def _photo_figure(rows: int, widths: list, height: float, titled_rows: bool):

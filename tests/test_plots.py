@@ -129,7 +129,14 @@ def every_chart():
         "checkpoint_analysis": [plots.checkpoint_analysis(rows)],
         "image_grid": [plots.image_grid({"photo": rgb, "input: R/100/255 (brightened)": rgb,
                                          "target: G and B": rgb}, title="The original EditedCNN: no Lab")],
-        "sample_grid": [plots.sample_grid(rgb, preds), plots.sample_grid(rgb, dict(list(preds.items())[:1]))],
+        "sample_grid": [
+            plots.sample_grid(rgb, preds),
+            plots.sample_grid(rgb, dict(list(preds.items())[:1])),
+            plots.sample_grid(rgb[:3], {k: p[:3] for k, p in preds.items()} | {  # chapter 4's: every model
+                "ResNet18, classification head (faithful)": preds[names[2]][:3],
+                "ResNet18, classification head (default)": preds[names[2]][:3],
+            }),
+        ],
         "photo_row": [plots.photo_row(dict.fromkeys(long_titles, photo)),
                       plots.photo_row({t: photo.convert("L") for t in vivid}, height=2.4)],
         "photo_grid": [plots.photo_grid([dict.fromkeys(long_titles, photo)] * 3)],
@@ -164,6 +171,14 @@ def test_every_chart_prints_its_text_at_8_pt_or_more_and_fits_a_page():
                 problems.append(f"{name}: {width:.1f} in wide, under 8 pt when printed: {small[:3]}")
             if height * scale > PAGE:
                 problems.append(f"{name}: {height * scale:.1f} in tall when printed")
+            titles = [ax.title for ax in fig.axes if ax.title.get_text()]
+            boxes = [t.get_window_extent() for t in titles]
+            pairs = [(i, j) for i in range(len(titles)) for j in range(i + 1, len(titles))]
+            overlaps = [
+                (titles[i].get_text(), titles[j].get_text()) for i, j in pairs if boxes[i].overlaps(boxes[j])
+            ]
+            if overlaps:
+                problems.append(f"{name}: titles overlap: {overlaps[:2]}")
             if fig.dpi < 150:  # blurred at its printed size
                 problems.append(f"{name}: {fig.dpi:g} dpi")
             plt.close(fig)

@@ -114,7 +114,7 @@ def test_sample_figures_show_the_photos_the_stated_rule_picks():
     assert figure_data("samples_cnn_before_after")["photos"] == picks(cnn, edited)
     assert figure_data("samples_resnet18")["photos"] == picks(resnet)
     assert figure_data("samples_heads")["photos"] == picks(resnet, heads)
-    assert figure_data("samples")["photos"] == picks(cnn, edited, resnet, heads)
+    assert figure_data("samples")["photos"] == picks(cnn, edited, resnet, heads, percentiles=[90, 50, 10])
     for prefix, records in (("colorized", [resnet]), ("heads", [resnet, heads])):
         shown = sorted(p.stem.removeprefix(f"{prefix}_") for p in FIGURES.glob(f"{prefix}_*.json"))
         assert shown == sorted(Path(f).stem for f in picks(*records, percentiles=[50, 10])), prefix
