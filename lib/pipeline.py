@@ -67,6 +67,7 @@ math { font-family: "DejaVu Math TeX Gyre", "Cambria Math", "STIX Two Math", "La
   .jp-RenderedMarkdown pre { font-size: var(--jp-code-font-size) !important; }
   img { max-width: 100%; }
   img, table { break-inside: avoid; page-break-inside: avoid; }
+  h1, h2, h3 { break-after: avoid; page-break-after: avoid; }  /* a heading stays with its text */
   /* JupyterLab keeps each output whole on paper (avoid-page, and display: table with overflow
      hidden, which Chromium never splits): a long printed or Markdown output would jump whole. */
   .jp-OutputArea, .jp-OutputArea-child, .jp-OutputArea-child .jp-OutputArea-output {
