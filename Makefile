@@ -8,7 +8,7 @@ PROFILE ?= quick
 DATA ?=
 OUT ?=
 
-.PHONY: run test figures chromium clean
+.PHONY: run test test-fast figures chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The fast tier, for the check a contributor runs after each change: every lib module's tests,
+# less those marked slow (about a minute on 2 cores). `make test` (and CI) runs everything.
+test-fast: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow"
 
 # Download a public photo set into data/<name>/ (resumable, checked; see lib/datasets.py):
 #   make data DATASET=places205-test   the original's photos (2.3 GB), then DATA=data/places205-test/testSet_resize

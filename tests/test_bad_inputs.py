@@ -96,6 +96,7 @@ def test_the_corpus_has_at_least_30_kinds(corpus):
 
 
 @pytest.mark.parametrize("command", ["colorize", "evaluate", "train"])
+@pytest.mark.slow
 def test_no_traceback_and_each_refusal_is_one_named_line(outcomes, corpus, command):
     _, kinds = corpus
     code, refused, text = outcomes[command]
@@ -107,6 +108,7 @@ def test_no_traceback_and_each_refusal_is_one_named_line(outcomes, corpus, comma
     assert bad <= set(refused)
 
 
+@pytest.mark.slow
 def test_a_bad_file_has_the_same_reason_in_every_command(outcomes, corpus):
     _, kinds = corpus
     by = {c: outcomes[c][1] for c in outcomes}
@@ -120,6 +122,7 @@ def test_a_bad_file_has_the_same_reason_in_every_command(outcomes, corpus):
             assert by["colorize"][f] == by["evaluate"][f], f
 
 
+@pytest.mark.slow
 def test_colorize_writes_every_usable_photo_right_and_readable(outcomes, corpus):
     root, kinds = corpus
     umask = os.umask(0)
@@ -141,6 +144,7 @@ def test_colorize_writes_every_usable_photo_right_and_readable(outcomes, corpus)
     assert not list((root / "colour").rglob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_evaluate_and_train_use_exactly_the_colour_photos(outcomes, corpus):
     root, kinds = corpus
     colour = sum(k == "colour" for k in kinds.values())

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from lib import data
@@ -31,6 +32,7 @@ def torchrun_train(*args) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow
 def test_training_runs_unchanged_under_torchrun_with_two_processes(tmp_path):
     photos = tmp_path / "photos"
     rng = np.random.default_rng(0)

@@ -1,6 +1,7 @@
 """The notebooks: clean sources, consistent profiles, and a real headless run of all four."""
 
 import base64
+import importlib.util
 import io
 import json
 import math
@@ -20,7 +21,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from lib import checkpoints, data, metrics, notebook, pipeline, plots, results
+from lib import checkpoints, colab, data, metrics, notebook, pipeline, plots, results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -132,6 +133,7 @@ def check_three_jobs(record: dict, photos: Path) -> None:
         assert all(len(v) == len(held_out) for v in scores["per_image"].values())
 
 
+@pytest.mark.slow
 def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_path, photo_folder):
     out = pipeline.run(tiny_profile(tmp_path, photo_folder), tmp_path / "run", pdf=True)
     for name in MODEL_CHAPTERS:
@@ -227,6 +229,7 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
     assert len(json.loads((out / "pipeline.json").read_text())["attempts"]) == 2  # and nothing ran
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_stops_the_run_and_names_the_cell(tmp_path, photo_folder, capsys):
     profile = tiny_profile(tmp_path, photo_folder, lr=-1.0)  # Adam refuses a negative rate
     code = pipeline.main(["--profile", profile, "--out", str(tmp_path / "run"), "--no-pdf"])
@@ -239,6 +242,7 @@ def test_a_failing_notebook_stops_the_run_and_names_the_cell(tmp_path, photo_fol
     assert not (tmp_path / "run" / "02_EditedCNN.ipynb").exists()
 
 
+@pytest.mark.slow
 def test_the_full_profile_runs_end_to_end_at_its_real_sizes(tmp_path):
     """The GPU server's path (make run PROFILE=full) at its real image sizes, 256 and 224 px, with
     tiny counts: a change that breaks it fails here, on a CPU, before it meets a GPU."""
@@ -265,33 +269,38 @@ def test_the_full_profile_runs_end_to_end_at_its_real_sizes(tmp_path):
 
 
 def test_the_colab_cell_clones_the_project_and_lib_imports_from_the_clone(tmp_path):
-    """The first cell, run where `google.colab` is importable (a stub) with the repository URL
-    pointing at a local clone: it clones, finds nothing to install (the packages are here, and
-    there is no network), and `lib` imports from the clone afterwards."""
+    """The first cell (at most ten lines), run where `google.colab` is importable (a stub), with
+    its repository URL pointing at this clone and its folder in tmp_path: it clones, finds
+    nothing to install (the packages are here, and there is no network), works in the clone's
+    notebooks/ folder and imports `lib` from the clone; a URL that cannot be cloned stops it with
+    one line that says what to do."""
     cells = {"".join(json.loads(p.read_text())["cells"][1]["source"]) for p in NOTEBOOKS}
     assert len(cells) == 1  # the same cell in every notebook
+    cell = cells.pop()
+    assert len(cell.splitlines()) <= 10
+    assert all(importlib.util.find_spec(m) for m in colab.NEEDED)  # so the clone installs nothing
+    url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
     stub = tmp_path / "stub" / "google" / "colab"
     stub.mkdir(parents=True)
     (stub.parent / "__init__.py").write_text("")
     (stub / "__init__.py").write_text("")
-    home = tmp_path / "content" / "bw-colorization"
-    script = (
-        "import google.colab\n" + cells.pop() + "\nimport lib.data, os\nprint(lib.data.__file__, os.getcwd())"
-    )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "stub"), "BW_COLORIZATION_URL": str(ROOT)}
-    env["BW_COLORIZATION_HOME"] = str(home)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
-    )
+
+    def run(repository, home):
+        script = "import google.colab\n" + cell.replace(url, str(repository)).replace(
+            "/content/project", str(home)
+        )
+        script += "\nimport lib.data, os\nprint(lib.data.__file__, os.getcwd())"
+        env = {**os.environ, "PYTHONPATH": str(tmp_path / "stub")}
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=300)  # fmt: skip
+
+    home = tmp_path / "content" / "project"
+    done = run(ROOT, home)
     assert done.returncode == 0, done.stderr[-2000:]
     imported, cwd = done.stdout.split()
     assert Path(imported).is_relative_to(home) and Path(cwd) == home / "notebooks"
     assert (home / "lib" / "weights" / "reference.pt").is_file()  # the clone carries the model
-    env["BW_COLORIZATION_HOME"] = str(tmp_path / "elsewhere")
-    env["BW_COLORIZATION_URL"] = str(tmp_path / "no-such-repository")
-    failed = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
-    )
+    failed = run(tmp_path / "no-such-repository", tmp_path / "elsewhere")
     assert (
         failed.returncode != 0
         and "could not clone" in failed.stderr

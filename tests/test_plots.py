@@ -36,6 +36,7 @@ def scores():
     return metrics.evaluate_all({"tiny_cnn": tint, "gray baseline": metrics.gray_baseline}, [(rgb, [])])
 
 
+@pytest.mark.slow
 def test_unknown_model_names_get_their_own_name_and_a_stable_palette_colour(scores):
     assert plots.label("resnet18") == "ResNet18" and plots.colour("resnet18") == plots.COLOURS["resnet18"]
     assert plots.label("tiny_cnn") == "tiny_cnn"

@@ -173,6 +173,7 @@ def test_readme_speed_figures_are_the_benchmarks(page):
     )
 
 
+@pytest.mark.slow
 def test_results_record_the_commit_that_was_imported_not_a_later_one(tmp_path):
     """A commit made while a run goes on must not be claimed by the run's results."""
     repo = tmp_path / "repo"
@@ -254,6 +255,7 @@ def test_readme_targets_of_issue_11_are_computed_from_the_held_out_evaluation():
     assert all(row in card for row in rows), [row for row in rows if row not in card]
 
 
+@pytest.mark.slow
 def test_inference_imports_no_training_code():
     """colorize, evaluate and the notebooks' set-up load and use models without lib.train (and
     so without the training loop, DDP and its progress bars)."""
@@ -324,3 +326,22 @@ def study_run_text() -> str:
 
 def test_the_study_runs_record_is_its_files():
     assert study_run_text() in " ".join(RESULTS_PAGE.read_text().split())
+
+
+@pytest.mark.slow
+def test_the_fast_tier_tests_every_lib_module():
+    """make test-fast (the tests not marked slow) imports every module of lib somewhere: a
+    contributor's quick check leaves no module untested."""
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "not slow", "-p", "no:cacheprovider"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    files = {line.split("::")[0] for line in collected.splitlines() if "::" in line}
+    imported = set()
+    for f in files:
+        text = (ROOT / f).read_text()
+        for names in re.findall(r"from lib import \(?([\w, \n]+)\)?", text):
+            imported |= {n.strip() for n in names.replace("\n", " ").split(",") if n.strip()}
+        imported |= set(re.findall(r"\blib\.(\w+)", text))
+    modules = {p.stem for p in (ROOT / "lib").glob("*.py")} - {"__init__"}
+    assert modules - imported == set()

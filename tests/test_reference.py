@@ -56,6 +56,7 @@ def at(model, vividness):
     return lambda l: checkpoints.predict_ab(model, l, vividness)
 
 
+@pytest.mark.slow
 def test_at_its_faithful_setting_it_beats_the_gray_baseline_on_photos_it_never_saw(reference):
     """The embedded photos' held-out part is part of the pools' held-out part, which the
     reference model never trained on (data/photos/README.md)."""
@@ -66,6 +67,7 @@ def test_at_its_faithful_setting_it_beats_the_gray_baseline_on_photos_it_never_s
     assert scores["faithful"]["auc"] > scores["gray"]["auc"]
 
 
+@pytest.mark.slow
 def test_more_vividness_gives_more_colourfulness(reference):
     model, _ = reference
     scores = metrics.evaluate_all({v: at(model, v) for v in (0, 0.5, 1)}, held_out(64))

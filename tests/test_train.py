@@ -58,6 +58,7 @@ def test_two_runs_with_one_seed_give_the_same_numbers(tiny_loaders, tmp_path):
     assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_a_compiled_run_learns_the_same_as_an_eager_one(tiny_loaders, tmp_path):
     # torch.compile on the CPU (TorchInductor generating C++): the path a GPU server takes with
     # --compile, run here where CI can run it. Fused kernels round differently, hence approx.
