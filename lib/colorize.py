@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from lib import checkpoints, data, lab, models, results
+from lib import checkpoints, images, lab, models, results
 
 # The formats written, by suffix: every input format but GIF, whose 256 colours cannot hold a
 # colorized photo (a GIF's output is a PNG: output_suffix).
@@ -86,7 +86,7 @@ def colorize_image(
         model, _ = checkpoints.load(checkpoints.REFERENCE)
     size = size or working_size(model)
     device = next(model.parameters()).device
-    picture = data.decode(image)  # the decoding every command shares (its rules there)
+    picture = images.decode(image)  # the decoding every command shares (its rules there)
     l_full, small = lightness(picture.image, size, device)
     model.eval()
     with torch.no_grad():
@@ -118,7 +118,7 @@ def expand_inputs(args: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
             missing.append(arg)
         for p in paths:
             if p.is_dir():
-                found += [(p / f, p) for f in data.list_images(p)]
+                found += [(p / f, p) for f in images.list_images(p)]
             elif p.is_file() or p.is_symlink():
                 found.append((p, p.parent))
     return found, missing
@@ -174,7 +174,7 @@ def output_conflict(dst: Path, inputs: Inputs) -> str | None:
     return None
 
 
-def write_image(img: Image.Image, path: Path, picture: data.Picture, overwrite: bool) -> None:
+def write_image(img: Image.Image, path: Path, picture: images.Picture, overwrite: bool) -> None:
     """Write `img` (8-bit sRGB) atomically (results.write_atomic) in the format of path's suffix,
     with the metadata of the input's `picture` where the format takes it: its EXIF (orientation
     already applied to the pixels) and its ICC profile when that is sRGB. A converted profile
@@ -221,7 +221,7 @@ def colorize_files(
 
     def skip(src, reason):
         print(f"{src}: skipped: {reason}", file=sys.stderr)
-        tally["skipped"][data.skip_kind(reason)] += 1
+        tally["skipped"][images.skip_kind(reason)] += 1
 
     todo = []
     for src, dst in plan:
@@ -233,14 +233,14 @@ def colorize_files(
             todo.append((src, dst))
     bar = tqdm(total=len(todo), desc="colorize", unit="img", disable=None)
     for start in range(0, len(todo), batch_size):
-        batch = []  # (src, dst, data.Picture, L full, l small)
+        batch = []  # (src, dst, images.Picture, L full, l small)
         for src, dst in todo[start : start + batch_size]:
             try:
-                picture = data.read_image(src)  # the decoding every command shares
+                picture = images.read_image(src)  # the decoding every command shares
                 img = picture.image
-                tally["colour_inputs"] += img.mode == "RGB" and not data.is_gray(img)
+                tally["colour_inputs"] += img.mode == "RGB" and not images.is_gray(img)
                 batch.append((src, dst, picture, *lightness(img, size, device)))
-            except data.BadImage as e:
+            except images.BadImage as e:
                 skip(src, str(e))
                 bar.update()
         if not batch:

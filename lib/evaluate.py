@@ -17,7 +17,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from lib import checkpoints, colorize, data, datasets, metrics, models, plots, results
+from lib import checkpoints, colorize, data, datasets, images, metrics, models, plots, results, splits
 
 
 def labels(paths: list[str], ckpts: list[dict]) -> list[str]:
@@ -39,8 +39,8 @@ def show(photos: list[str], root: Path, settings: dict) -> list[dict]:
     rows = []
     for f in photos:
         path = Path(f) if Path(f).is_absolute() else root / f
-        with data.open_image(path) as im:
-            original = data.to_rgb(im)
+        with images.open_image(path) as im:
+            original = images.to_rgb(im)
         gray = original.convert("L")
         row = {"black and white": gray}
         row |= {name: colorize.colorize_image(gray, m, vividness=v) for name, (m, v) in settings.items()}
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     )  # fmt: skip
     p.add_argument("--data", required=True, help="a folder of colour photos (searched recursively)")
     p.add_argument("--split", metavar="FILE", help="score only one part of this split file of --data")
-    p.add_argument("--part", default="held-out", choices=list(data.PARTS), help="with --split (held-out)")
+    p.add_argument("--part", default="held-out", choices=list(splits.PARTS), help="with --split (held-out)")
     p.add_argument("--size", type=int, default=256, help="centre crop, pixels (default 256)")
     p.add_argument("--resize", type=int, default=None, help="shorter side before the crop (default: --size)")
     p.add_argument(
@@ -90,13 +90,13 @@ def main(argv=None) -> int:
     started, device = results.now(), checkpoints.pick_device(a.device)
     try:
         loaded = [checkpoints.load(c, device) for c in a.checkpoint]
-        files = data.split_files(a.data, a.split, a.part) if a.split else None
+        files = splits.split_files(a.data, a.split, a.part) if a.split else None
         loader, skipped = data.folder_loader(a.data, a.size, a.resize, a.batch_size, a.workers, files)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     # What this command writes must never land on a photo it reads (colorize's one output check).
-    photos = [Path(a.data, f) for f in data.list_images(a.data)]
+    photos = [Path(a.data, f) for f in images.list_images(a.data)]
     inputs = colorize.Inputs(frozenset(p.resolve() for p in photos), ())
     for target in (out, out.with_name(f"{out.stem}_photos.png")):
         if conflict := colorize.output_conflict(target, inputs):

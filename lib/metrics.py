@@ -39,7 +39,7 @@ import torch
 from skimage.color import deltaE_ciede2000
 from skimage.metrics import structural_similarity
 
-from lib import checkpoints, data, lab
+from lib import checkpoints, images, lab
 
 
 class Metric(NamedTuple):
@@ -173,7 +173,7 @@ def _evaluate_all(predictors: dict, loader, device, seen_skips: dict | None) -> 
     per_image = {name: {k: [] for k in METRICS} for name in predictors}
     failed, n, t0 = set(), 0, time.perf_counter()
     for rgb, skips in loader:
-        data.record_skips(seen_skips if seen_skips is not None else {}, skips)
+        images.record_skips(seen_skips if seen_skips is not None else {}, skips)
         failed |= {f for f, _ in skips}
         if len(rgb) == 0:
             continue

@@ -3,7 +3,7 @@
     nb = notebook.setup(globals(), augment="crop")
 
 reads the notebook's parameters (the names its `parameters` cell defines), picks the device and
-builds the data every notebook needs, one part for each job (lib.data.part_files):
+builds the data every notebook needs, one part for each job (lib.splits.part_files):
 `nb.loaders` (the train part, with `augment`, and the dev part, which chooses each run's
 checkpoint; None for a notebook that trains nothing), `nb.held_out` (the held-out part at
 eval_size: every score a notebook reports, for every model of every notebook) and `nb.samples`

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from lib import checkpoints, classes, data, lab, metrics, models, results
+from lib import checkpoints, classes, data, images, lab, metrics, models, results
 
 SCHEDULES = ("constant", "onecycle")
 
@@ -51,7 +51,7 @@ def batches(loader, device, skips: dict):
     """(l, ab) of each batch on the device. Files that failed to decode in a worker come back with
     the batch: each is logged once and remembered in `skips`."""
     for rgb, bad in loader:
-        data.record_skips(skips, bad)
+        images.record_skips(skips, bad)
         if len(rgb):
             yield data.to_model(rgb, device)
 
@@ -220,7 +220,7 @@ def _no_images(loader, skips: dict, purpose: str) -> ValueError:
     where = dataset.root if hasattr(dataset, "root") else "the loader"
     return ValueError(
         f"{where}: no {purpose} image: {len(failed)} file(s) failed while decoding "
-        f"({data.count_skips(failed)}); "
+        f"({images.count_skips(failed)}); "
         "nothing saved for this epoch"
     )
 
@@ -381,7 +381,7 @@ def main(argv=None) -> int:
     )
     p.add_argument(
         "--split", default=None, metavar="FILE",
-        help="a split file of --data (lib.data.write_split): train on its train part, validate on its dev",
+        help="a split file of --data (lib.splits.write_split): train on its train part, validate on its dev",
     )  # fmt: skip
     p.add_argument("--size", type=int, default=64, help="training crop size in pixels")
     p.add_argument("--epochs", type=int, default=5)

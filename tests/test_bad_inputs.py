@@ -16,7 +16,7 @@ import torch
 from bad_inputs import make_corpus
 from PIL import Image
 
-from lib import data, lab
+from lib import images, lab
 
 GRAY_RULE = "grayscale image"  # evaluate's and train's own rule, checked before decoding
 
@@ -134,7 +134,7 @@ def test_colorize_writes_every_usable_photo_right_and_readable(outcomes, corpus)
         dst = root / "colour" / f
         dst = dst.with_suffix(".png") if dst.suffix == ".gif" else dst  # GIF cannot hold the colours
         assert stat.S_IMODE(dst.stat().st_mode) == 0o666 & ~umask, f
-        picture = data.read_image(root / "in" / f)  # the input as every command reads it
+        picture = images.read_image(root / "in" / f)  # the input as every command reads it
         with Image.open(dst) as out:
             assert out.size == picture.image.size, f
             diff = np.abs(lightness(out) - lightness(picture.image.convert("RGB")))

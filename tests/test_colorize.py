@@ -16,7 +16,7 @@ import torch
 from bad_inputs import png16
 from PIL import Image, ImageCms
 
-from lib import checkpoints, colorize, data, lab, train
+from lib import checkpoints, colorize, data, images, lab, train
 
 
 def skimage_photo(name: str) -> Path:
@@ -427,7 +427,7 @@ def test_hostile_files_are_read_or_refused_alike_by_every_command(checkpoint, tm
             continue
         assert len(lines) == 1 and lines[0].split(": skipped: ")[1].startswith(outcome), (name, lines)
         # training and evaluation: the header check, else the decode in the data set
-        reason = data.check_header(src / name, min_side=1) or data.PhotoFolder(src, [name], 8)[0][1]
+        reason = images.check_header(src / name, min_side=1) or data.PhotoFolder(src, [name], 8)[0][1]
         assert lines[0] == f"{src / name}: skipped: {reason}", name
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageFile
 
-from lib import data, datasets, lab
+from lib import data, datasets, images, lab, splits
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -82,17 +82,17 @@ def rss_bytes() -> int:
 
 def drain(loader, seen: dict):
     """All images of one pass as uint8 HWC arrays, plus every batch's skip list."""
-    images, skips = [], []
+    pictures, skips = [], []
     for batch, bad in loader:
         assert batch.dtype == torch.uint8
-        data.record_skips(seen, bad)
+        images.record_skips(seen, bad)
         skips += bad
-        images += [b.permute(1, 2, 0).numpy() for b in batch]
-    return images, skips
+        pictures += [b.permute(1, 2, 0).numpy() for b in batch]
+    return pictures, skips
 
 
 def skip_records(caplog):
-    return [r for r in caplog.records if r.name == "lib.data" and r.levelno == logging.WARNING]
+    return [r for r in caplog.records if r.name == "lib.images" and r.levelno == logging.WARNING]
 
 
 # --- list_images ----------------------------------------------------------------------------------
@@ -107,17 +107,17 @@ def test_list_images_recursive_filtered_sorted(tmp_path):
         (tmp_path / n).write_bytes(b"")
     expected = ["a.jpeg", "b.JPG", "c.png", "d.webp", "e.BMP", "f.tif", "g.TIFF"]
     expected += ["sub/deep/h.Png", "sub/z.jpg", "x.gif"]  # GIF is read (a multi-frame one refused)
-    assert data.list_images(tmp_path) == expected
-    assert data.list_images(str(tmp_path)) == expected
+    assert images.list_images(tmp_path) == expected
+    assert images.list_images(str(tmp_path)) == expected
 
 
 def test_list_images_missing_folder(tmp_path):
     missing = tmp_path / "nope"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
-        data.list_images(missing)
+        images.list_images(missing)
     (tmp_path / "file.jpg").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="file.jpg"):
-        data.list_images(tmp_path / "file.jpg")
+        images.list_images(tmp_path / "file.jpg")
 
 
 # --- rank / split -------------------------------------------------------------------------------
@@ -126,16 +126,16 @@ FILES = [f"img_{i:03d}.jpg" for i in range(30)] + [f"sub/p{i}.png" for i in rang
 
 
 def test_rank_is_a_seeded_permutation():
-    r0 = data.rank(FILES, 0)
+    r0 = splits.rank(FILES, 0)
     assert sorted(r0) == sorted(FILES) and r0 != sorted(FILES)
-    assert data.rank(FILES, 0) == r0
-    assert data.rank(reversed(FILES), 0) == r0  # depends on names, not on input order
-    assert data.rank(FILES, 1) != r0
+    assert splits.rank(FILES, 0) == r0
+    assert splits.rank(reversed(FILES), 0) == r0  # depends on names, not on input order
+    assert splits.rank(FILES, 1) != r0
 
 
 def test_rank_order_stable_when_files_added():
-    old = data.rank(FILES, 7)
-    new = data.rank(FILES + [f"new/{i}.jpg" for i in range(25)], 7)
+    old = splits.rank(FILES, 7)
+    new = splits.rank(FILES + [f"new/{i}.jpg" for i in range(25)], 7)
     assert [f for f in new if f in set(FILES)] == old
 
 
@@ -268,7 +268,7 @@ def match(images: list, expected: dict) -> Counter:
 def test_bad_input_folder(bad_folder, caplog):
     root, expected = bad_folder
     before = folder_state(root)
-    caplog.set_level(logging.WARNING, logger="lib.data")
+    caplog.set_level(logging.WARNING, logger="lib.images")
     kw = dict(size=32, batch_size=4, workers=0, augment="none")
     loaders = data.make_loaders(as_train_part(root), **kw)
     seen = {}
@@ -312,8 +312,8 @@ def test_exif_orientation_applied(bad_folder):
     root, _ = bad_folder
     with Image.open(root / "exif.jpg") as raw:
         assert raw.size == (48, 32)
-    with data.open_image(root / "exif.jpg") as im:
-        rgb = np.asarray(data.to_rgb(im))
+    with images.open_image(root / "exif.jpg") as im:
+        rgb = np.asarray(images.to_rgb(im))
     assert rgb.shape == (48, 32, 3)  # width and height swapped
     top_right, top_left, bottom = rgb[4:12, 20:28], rgb[4:12, 4:12], rgb[36:44, 4:28]
     assert np.abs(top_right.astype(int) - RED).max() < 20
@@ -325,29 +325,29 @@ def test_to_rgb_16bit_gray_keeps_high_byte(bad_folder):
     root, _ = bad_folder
     with Image.open(root / "gray16.png") as im:
         raw = np.asarray(im).astype(np.uint16)
-    with data.open_image(root / "gray16.png") as im:
-        rgb = np.asarray(data.to_rgb(im))
+    with images.open_image(root / "gray16.png") as im:
+        rgb = np.asarray(images.to_rgb(im))
     hi = (raw >> 8).astype(np.uint8)
     assert all(np.array_equal(rgb[..., c], hi) for c in range(3))
-    assert data.is_gray(Image.fromarray(rgb))
+    assert images.is_gray(Image.fromarray(rgb))
 
 
 def test_check_header_caps(tmp_path):
     ok = tmp_path / "ok.png"
     save(ok, noise(40, 40))
-    assert data.check_header(ok, min_side=32) is None
-    reason = data.check_header(ok, min_side=1, max_pixels=1000)  # the explicit cap
+    assert images.check_header(ok, min_side=32) is None
+    reason = images.check_header(ok, min_side=1, max_pixels=1000)  # the explicit cap
     assert reason is not None and "too large" in reason and "40x40" in reason
-    assert "smaller" in data.check_header(ok, min_side=41)
+    assert "smaller" in images.check_header(ok, min_side=41)
 
     # default cap (64 MP) on a header claiming 8500x8500 = 72 MP: ours, below Pillow's own limits
     write_png_claiming(tmp_path / "b1.png", 8500, 8500)
-    reason = data.check_header(tmp_path / "b1.png", min_side=32)
+    reason = images.check_header(tmp_path / "b1.png", min_side=32)
     assert "too large" in reason and "8500x8500" in reason and "cap" in reason
     # above Pillow's warning (89 MP) and error (179 MP) limits: still one clear reason, no warning
     for side in (10_000, 20_000):
         write_png_claiming(tmp_path / f"b{side}.png", side, side)
-        assert "too large" in data.check_header(tmp_path / f"b{side}.png", min_side=32)
+        assert "too large" in images.check_header(tmp_path / f"b{side}.png", min_side=32)
 
 
 def test_no_valid_image_raises_naming_folder(tmp_path):
@@ -416,19 +416,19 @@ def test_corrupt_exif_is_ignored_by_every_command(tmp_path):
     }
     for name, (payload, viewed_size) in cases.items():
         jpeg_with_app1(tmp_path / name, a, payload)
-        assert data.check_header(tmp_path / name, min_side=32) is None, name
-        with data.open_image(tmp_path / name) as im:
-            rgb = data.to_rgb(im)
+        assert images.check_header(tmp_path / name, min_side=32) is None, name
+        with images.open_image(tmp_path / name) as im:
+            rgb = images.to_rgb(im)
         assert rgb.size == viewed_size, name
         if viewed_size == (48, 32):  # as stored: pixel for pixel the JPEG's own
             assert np.abs(np.asarray(rgb, dtype=int) - a).mean() < 2, name
     # what is left of the EXIF travels with the picture, when it can be written back
     for name in ("text_orientation.jpg", "orientation_9.jpg"):
         exif = Image.Exif()
-        exif.load(data.read_image(tmp_path / name).exif)
+        exif.load(images.read_image(tmp_path / name).exif)
         assert exif[0x013B] == "Ada" and 0x0112 not in exif, name
-    assert data.read_image(tmp_path / "wrong_tag.jpg").exif is None
-    assert data.read_image(tmp_path / "garbage.jpg").exif is None
+    assert images.read_image(tmp_path / "wrong_tag.jpg").exif is None
+    assert images.read_image(tmp_path / "garbage.jpg").exif is None
 
 
 def test_16_bit_and_32_bit_gray_are_scaled_or_refused(tmp_path):
@@ -441,19 +441,19 @@ def test_16_bit_and_32_bit_gray_are_scaled_or_refused(tmp_path):
     with Image.open(tmp_path / "i16.tif") as im, Image.open(tmp_path / "i32.tif") as im32:
         assert im.mode == "I;16" and im32.mode == "I"
     for name in ("i16.tif", "i32.tif"):
-        with data.open_image(tmp_path / name) as im:
-            rgb = np.asarray(data.to_rgb(im))
+        with images.open_image(tmp_path / name) as im:
+            rgb = np.asarray(images.to_rgb(im))
         assert all(np.array_equal(rgb[..., c], (v16 >> 8).astype(np.uint8)) for c in range(3)), name
 
     Image.fromarray(v16.astype(np.int32) * 16, "I").save(tmp_path / "i32_wide.tif")
-    with data.open_image(tmp_path / "i32_wide.tif") as im, pytest.raises(data.BadImage) as e:
-        data.to_rgb(im)
+    with images.open_image(tmp_path / "i32_wide.tif") as im, pytest.raises(images.BadImage) as e:
+        images.to_rgb(im)
     assert "outside 0-65535" in str(e.value) and f"to {int(v16.max()) * 16}" in str(e.value)
 
     Image.fromarray(v16.astype(np.float32) / 65535, "F").save(tmp_path / "float.tif")
-    with pytest.raises(data.BadImage, match="floating-point") as e:
-        data.read_image(tmp_path / "float.tif")
-    assert data.check_header(tmp_path / "float.tif", min_side=1) == str(e.value)
+    with pytest.raises(images.BadImage, match="floating-point") as e:
+        images.read_image(tmp_path / "float.tif")
+    assert images.check_header(tmp_path / "float.tif", min_side=1) == str(e.value)
 
 
 def save_frames(path: Path, n: int, **kw) -> None:
@@ -466,13 +466,13 @@ def test_multi_frame_files_are_refused_naming_the_frame_count(tmp_path, name):
     save_frames(tmp_path / name, 3)
     with Image.open(tmp_path / name) as im:
         assert im.n_frames == 3  # precondition: Pillow sees the frames
-    reason = data.check_header(tmp_path / name, min_side=1)
+    reason = images.check_header(tmp_path / name, min_side=1)
     assert reason is not None and reason.startswith("3 frames: animations and multi-page files")
-    with pytest.raises(data.BadImage) as e:
-        data.open_image(tmp_path / name)
+    with pytest.raises(images.BadImage) as e:
+        images.open_image(tmp_path / name)
     assert str(e.value) == reason
     save_frames(tmp_path / f"one_{name}", 1)  # one frame of the same format is read
-    assert data.check_header(tmp_path / f"one_{name}", min_side=1) is None
+    assert images.check_header(tmp_path / f"one_{name}", min_side=1) is None
 
 
 def test_a_single_frame_gif_is_read_and_an_mpo_jpeg_is_its_first_picture(tmp_path):
@@ -480,8 +480,8 @@ def test_a_single_frame_gif_is_read_and_an_mpo_jpeg_is_its_first_picture(tmp_pat
     Image.fromarray(pal).quantize(64).save(tmp_path / "one.gif")
     with Image.open(tmp_path / "one.gif") as im:
         expected = np.asarray(im.convert("RGB"))
-    with data.open_image(tmp_path / "one.gif") as im:
-        assert np.array_equal(np.asarray(data.to_rgb(im)), expected)
+    with images.open_image(tmp_path / "one.gif") as im:
+        assert np.array_equal(np.asarray(images.to_rgb(im)), expected)
     # a camera JPEG with a preview (MPO, two pictures): the photo is the first, as viewers show
     first, preview = gradient(64, 64, 0, (10, 120, 60)), gradient(64, 64, 2, (200, 0, 0))
     Image.fromarray(first).save(
@@ -489,9 +489,9 @@ def test_a_single_frame_gif_is_read_and_an_mpo_jpeg_is_its_first_picture(tmp_pat
     )
     with Image.open(tmp_path / "mpo.jpg") as im:
         assert im.format == "MPO" and im.n_frames == 2
-    assert data.check_header(tmp_path / "mpo.jpg", min_side=32) is None
-    with data.open_image(tmp_path / "mpo.jpg") as im:
-        assert np.abs(np.asarray(data.to_rgb(im), dtype=int) - first).max() < 12
+    assert images.check_header(tmp_path / "mpo.jpg", min_side=32) is None
+    with images.open_image(tmp_path / "mpo.jpg") as im:
+        assert np.abs(np.asarray(images.to_rgb(im), dtype=int) - first).max() < 12
 
 
 def test_only_the_allowed_formats_are_opened(tmp_path):
@@ -501,14 +501,14 @@ def test_only_the_allowed_formats_are_opened(tmp_path):
     Image.fromarray(noise(40, 40, 24)).save(tmp_path / "ppm.png", "PPM")
     Image.fromarray(noise(40, 40, 25)).save(tmp_path / "tga.jpg", "TGA")  # TGA has no magic bytes
     for name, fmt in (("eps.jpg", "EPS"), ("ppm.png", "PPM")):
-        reason = data.check_header(tmp_path / name, min_side=1)
+        reason = images.check_header(tmp_path / name, min_side=1)
         assert (
             reason.startswith("not a readable image") and f"{fmt} is not a supported image format" in reason
         )
-    assert data.check_header(tmp_path / "tga.jpg", min_side=1).startswith("not a readable image")
+    assert images.check_header(tmp_path / "tga.jpg", min_side=1).startswith("not a readable image")
     # the list drives the suffixes listed; each suffix is one of its formats in Pillow's own table
-    assert data.IMAGE_EXTENSIONS == {s for exts in data.IMAGE_FORMATS.values() for s in exts}
-    assert {Image.registered_extensions()[s] for s in data.IMAGE_EXTENSIONS} == set(data.IMAGE_FORMATS)
+    assert images.IMAGE_EXTENSIONS == {s for exts in images.IMAGE_FORMATS.values() for s in exts}
+    assert {Image.registered_extensions()[s] for s in images.IMAGE_EXTENSIONS} == set(images.IMAGE_FORMATS)
 
 
 def test_a_jpeg_too_short_for_its_header_is_refused_before_decoding(tmp_path):
@@ -523,11 +523,11 @@ def test_a_jpeg_too_short_for_its_header_is_refused_before_decoding(tmp_path):
     (tmp_path / "forged.jpg").write_bytes(bytes(forged))
     with Image.open(tmp_path / "forged.jpg") as im:
         assert im.size == (9000, 7000)  # precondition: below the 64-MP cap
-    reason = data.check_header(tmp_path / "forged.jpg", min_side=32)
+    reason = images.check_header(tmp_path / "forged.jpg", min_side=32)
     assert reason is not None and "9000x7000" in reason and f"{len(forged):,} bytes" in reason
     Image.new("RGB", (2000, 2000), (90, 90, 90)).save(tmp_path / "flat.jpg", quality=1, optimize=True)
     assert (tmp_path / "flat.jpg").stat().st_size < 2000 * 2000 / 150  # really that compressible
-    assert data.check_header(tmp_path / "flat.jpg", min_side=32) is None
+    assert images.check_header(tmp_path / "flat.jpg", min_side=32) is None
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
@@ -535,8 +535,8 @@ def test_a_truncated_file_of_each_format_is_refused_on_decode(tmp_path, fmt):
     buf = io.BytesIO()
     Image.fromarray(noise(64, 64, 27)).save(buf, fmt)
     (tmp_path / "cut").write_bytes(buf.getvalue()[: len(buf.getvalue()) * 3 // 4])
-    with pytest.raises(data.BadImage, match="cannot decode|not a readable image"):
-        data.read_image(tmp_path / "cut")
+    with pytest.raises(images.BadImage, match="cannot decode|not a readable image"):
+        images.read_image(tmp_path / "cut")
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # nothing in lib relaxes Pillow's check
 
 
@@ -570,19 +570,19 @@ def test_an_icc_profile_is_converted_to_srgb(tmp_path):
     picture keeps no profile. An sRGB profile keeps the pixels exactly (and is kept)."""
     arr = np.repeat(PATCHES[None].astype(np.uint8), 4, 0)
     Image.fromarray(arr).save(tmp_path / "adobe.png", icc_profile=adobe_rgb_profile())
-    with data.open_image(tmp_path / "adobe.png") as im:
-        rgb = np.asarray(data.to_rgb(im), dtype=int)
+    with images.open_image(tmp_path / "adobe.png") as im:
+        rgb = np.asarray(images.to_rgb(im), dtype=int)
     assert np.abs(rgb - adobe_to_srgb(arr.astype(float))).max() <= 1
-    assert data.read_image(tmp_path / "adobe.png").icc is None
+    assert images.read_image(tmp_path / "adobe.png").icc is None
     with Image.open(skimage_photo("astronaut.png")) as im:
         srgb = im.info["icc_profile"]
     assert b"sRGB IEC61966-2.1" in srgb
     Image.fromarray(noise(40, 40, 28)).save(tmp_path / "srgb.png", icc_profile=srgb)
-    picture = data.read_image(tmp_path / "srgb.png")
+    picture = images.read_image(tmp_path / "srgb.png")
     assert np.array_equal(np.asarray(picture.image), noise(40, 40, 28)) and picture.icc == srgb
     # a gray image that kept an RGB profile (as Pillow's convert("L") leaves it) stays gray
     Image.fromarray(noise(40, 40, 29)[..., 0]).save(tmp_path / "gray_srgb.png", icc_profile=srgb)
-    picture = data.read_image(tmp_path / "gray_srgb.png")
+    picture = images.read_image(tmp_path / "gray_srgb.png")
     assert picture.image.mode == "L" and np.array_equal(np.asarray(picture.image), noise(40, 40, 29)[..., 0])
 
 
@@ -616,10 +616,10 @@ def test_a_gray_profile_converts_gray_pixels_to_srgb_and_keeps_them_gray(tmp_pat
         255 * np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
     )
     assert np.abs(expected - v).max() > 5  # the two readings differ
-    with data.open_image(tmp_path / "gamma22.png") as im:
-        rgb = np.asarray(data.to_rgb(im), dtype=int)
+    with images.open_image(tmp_path / "gamma22.png") as im:
+        rgb = np.asarray(images.to_rgb(im), dtype=int)
     assert all(np.abs(rgb[..., c] - expected).max() <= 1 for c in range(3))
-    picture = data.read_image(tmp_path / "gamma22.png")
+    picture = images.read_image(tmp_path / "gamma22.png")
     assert picture.image.mode == "L" and picture.icc is None  # a gray profile cannot tag an RGB output
     assert np.abs(np.asarray(picture.image, dtype=int) - expected).max() <= 1
 
@@ -634,8 +634,8 @@ def test_an_unusable_icc_profile_is_refused(tmp_path):
         ("junk_icc.png", "unreadable ICC colour profile"),
         ("lab_icc.png", "for Lab pixels, not RGB"),
     ):
-        with data.open_image(tmp_path / name) as im, pytest.raises(data.BadImage, match=reason):
-            data.to_rgb(im)
+        with images.open_image(tmp_path / name) as im, pytest.raises(images.BadImage, match=reason):
+            images.to_rgb(im)
     ds = data.PhotoFolder(tmp_path, ["junk_icc.png", "lab_icc.png"], 32)
     reasons = [ds[0][1], ds[1][1]]
     assert reasons[0].startswith("unreadable ICC colour profile (")
@@ -653,8 +653,8 @@ def test_make_loaders_trains_on_the_train_part_and_validates_on_the_dev_part():
     assert d["parts"] == {"train": "train", "val": "dev"} and d["skipped"] == []
     train, dev = loaders.train.dataset.files, loaders.val.dataset.files
     assert len(train) == d["n_train"] == 40 and all(f.startswith("train/") for f in train)
-    assert dev == data.part_files(data.PHOTOS, "dev")[0] and len(dev) == d["n_val"] > 150
-    held_out = set(data.part_files(data.PHOTOS, "held-out")[0])
+    assert dev == splits.part_files(data.PHOTOS, "dev")[0] and len(dev) == d["n_val"] > 150
+    held_out = set(splits.part_files(data.PHOTOS, "held-out")[0])
     assert len(held_out) > 200 and not held_out & (set(train) | set(dev))
     batch, bad = next(iter(loaders.val))
     assert batch.shape == (32, 3, 32, 32) and batch.dtype == torch.uint8 and bad == []
@@ -669,13 +669,13 @@ def test_a_plain_folder_is_cut_into_parts_by_a_rule_of_the_name_alone(tmp_path):
     part_loader of the held-out part reads exactly those files, in name order."""
     for i in range(60):
         save(tmp_path / f"photo_{i:03d}.png", noise(40, 40, i))
-    parts = {p: data.part_files(tmp_path, p)[0] for p in data.PARTS}
-    assert sorted(sum(parts.values(), [])) == data.list_images(tmp_path)
-    assert all(data.split_part(f) == p for p, files in parts.items() for f in files)
+    parts = {p: splits.part_files(tmp_path, p)[0] for p in splits.PARTS}
+    assert sorted(sum(parts.values(), [])) == images.list_images(tmp_path)
+    assert all(splits.split_part(f) == p for p, files in parts.items() for f in files)
     assert all(len(files) > 0 for files in parts.values()) and len(parts["train"]) > 30
     (tmp_path / "extra.png").write_bytes((tmp_path / "photo_000.png").read_bytes())
-    again = {p: data.part_files(tmp_path, p)[0] for p in data.PARTS}
-    assert all(set(parts[p]) <= set(again[p]) for p in data.PARTS)  # a new file moves no other
+    again = {p: splits.part_files(tmp_path, p)[0] for p in splits.PARTS}
+    assert all(set(parts[p]) <= set(again[p]) for p in splits.PARTS)  # a new file moves no other
     loader, desc = data.part_loader(tmp_path, "held-out", 32, workers=0)
     assert loader.dataset.files == parts["held-out"] and desc["n_images"] == len(parts["held-out"])
     assert desc["split"]["rule"] == "name" and desc["part"] == "held-out"
@@ -687,7 +687,7 @@ def test_the_held_out_part_is_the_same_for_every_seed_and_never_read_by_training
     from lib import train
 
     loaders = data.make_loaders("photos", size=32, workers=0, max_images=16, batch_size=8)
-    held_out = data.part_files(data.PHOTOS, "held-out")[0]
+    held_out = splits.part_files(data.PHOTOS, "held-out")[0]
     seen = {}
     for seed in (0, 1, 2):
         _, run = train.fit(
@@ -760,7 +760,7 @@ def test_skips_travel_from_worker_processes(tmp_path, caplog):
     buf = io.BytesIO()
     Image.fromarray(noise(64, 64, 30)).save(buf, "JPEG")
     (root / "train" / "broken.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # header OK
-    caplog.set_level(logging.WARNING, logger="lib.data")
+    caplog.set_level(logging.WARNING, logger="lib.images")
     loaders = data.make_loaders(root, size=32, batch_size=3, workers=2)
     assert loaders.train.num_workers == 2 and loaders.train.persistent_workers
     assert loaders.description["skipped"] == []  # only a worker can find this one
@@ -800,10 +800,10 @@ SPLIT_FILE = Path(__file__).resolve().parents[1] / "data" / "splits" / "photos.t
 def test_the_committed_split_follows_its_rule():
     """The split of the two training pools (README, "Model card") is a pure function of each
     file's name and the seed: recomputing the rule gives every row's part."""
-    seed, rows = data.read_split(SPLIT_FILE)
-    counts = {p: sum(r[0] == p for r in rows) for p in data.PARTS}
+    seed, rows = splits.read_split(SPLIT_FILE)
+    counts = {p: sum(r[0] == p for r in rows) for p in splits.PARTS}
     assert sum(counts.values()) == 2638 + 4882 == len({r[1] for r in rows})  # each photo once
-    assert all(data.split_part(path, seed) == part for part, path, _ in rows)
+    assert all(splits.split_part(path, seed) == part for part, path, _ in rows)
     assert counts == {"train": 6015, "dev": 736, "held-out": 769}
     assert all(len(sha) == 64 for *_, sha in rows)
     pools = {r[1].split("/")[0] for r in rows}
@@ -822,31 +822,31 @@ def split_pools(root, n=12):
 def test_a_split_is_cut_once_and_its_files_are_checked(tmp_path):
     split_pools(tmp_path / "pools")
     out = tmp_path / "split.tsv"
-    counts = data.write_split(tmp_path / "pools", ["a", "b"], out, seed=3)
+    counts = splits.write_split(tmp_path / "pools", ["a", "b"], out, seed=3)
     assert sum(counts.values()) == 24  # the contact sheet is not a photo of the pool
     with pytest.raises(FileExistsError, match="split.tsv: exists"):
-        data.write_split(tmp_path / "pools", ["a", "b"], out, seed=3)
-    seed, rows = data.read_split(out)
-    assert seed == 3 and all(data.split_part(path, 3) == part for part, path, _ in rows)
-    parts = {p: data.split_files(tmp_path / "pools", out, p) for p in data.PARTS}
+        splits.write_split(tmp_path / "pools", ["a", "b"], out, seed=3)
+    seed, rows = splits.read_split(out)
+    assert seed == 3 and all(splits.split_part(path, 3) == part for part, path, _ in rows)
+    parts = {p: splits.split_files(tmp_path / "pools", out, p) for p in splits.PARTS}
     assert sorted(sum(parts.values(), [])) == sorted(r[1] for r in rows)
     victim = parts["train"][0]
     Image.new("RGB", (40, 40), "red").save(tmp_path / "pools" / victim)
     with pytest.raises(ValueError, match=f"{victim}: its content differs"):
-        data.split_files(tmp_path / "pools", out, "train")
+        splits.split_files(tmp_path / "pools", out, "train")
     (tmp_path / "pools" / victim).unlink()
     with pytest.raises(ValueError, match=f"{victim}: listed in .* but missing"):
-        data.split_files(tmp_path / "pools", out, "train")
+        splits.split_files(tmp_path / "pools", out, "train")
     (tmp_path / "other.tsv").write_text("part\tpath\n")
     with pytest.raises(ValueError, match="other.tsv: not a bw-colorization-split/1 file"):
-        data.read_split(tmp_path / "other.tsv")
+        splits.read_split(tmp_path / "other.tsv")
 
 
 def test_loaders_from_a_split_train_on_train_validate_on_dev_and_never_read_held_out(tmp_path):
     split_pools(tmp_path / "pools", n=20)
     out = tmp_path / "split.tsv"
-    data.write_split(tmp_path / "pools", ["a", "b"], out)
-    parts = {p: data.split_files(tmp_path / "pools", out, p) for p in data.PARTS}
+    splits.write_split(tmp_path / "pools", ["a", "b"], out)
+    parts = {p: splits.split_files(tmp_path / "pools", out, p) for p in splits.PARTS}
     for f in parts["held-out"]:  # unreadable: a loader that touched them would skip or fail
         (tmp_path / "pools" / f).write_bytes(b"")
     loaders = data.make_loaders(tmp_path / "pools", 32, 4, split_file=out, workers=0, crop_scale=0.5)

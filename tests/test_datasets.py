@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib import data, datasets, train
+from lib import data, datasets, splits, train
 
 ARCHIVE = datasets.PLACES205_URL.rsplit("/", 1)[1]
 MARKER = datasets.MARKER
@@ -349,7 +349,7 @@ def test_a_named_set_is_fetched_on_first_use_only(server, tmp_path):
         f"0_{i:02d}.jpg" for i in range(4)
     ]
     assert d == {"source": "places205-test", "folder": str(photos.resolve())}
-    parts = [data.part_files(folder, p)[0] for p in data.PARTS]  # cut by the rule of the name
+    parts = [splits.part_files(folder, p)[0] for p in splits.PARTS]  # cut by the rule of the name
     assert sorted(sum(parts, [])) == [f"0_{i:02d}.jpg" for i in range(4)]
     assert server.ranges == [None]
     before = tree(tmp_path)
@@ -406,7 +406,7 @@ def test_places365_val_is_fetched_through_torchvision_on_loopback(server, tmp_pa
     folder, d = data.source_folder("places365-val", **kw)
     assert folder == tmp_path / "places365-val" / "val_256"
     assert d == {"source": "places365-val", "folder": str(folder.resolve())}
-    assert sorted(sum((data.part_files(folder, p)[0] for p in data.PARTS), [])) == names
+    assert sorted(sum((splits.part_files(folder, p)[0] for p in splits.PARTS), [])) == names
     requests = len(server.ranges)
     assert requests >= 2  # the file list and the images (torchvision probes for redirects too)
     assert data.source_folder("places365-val", **kw) == (folder, d)  # found there: used as it is

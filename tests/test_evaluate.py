@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from lib import checkpoints, evaluate, models
+from lib import checkpoints, evaluate, models, splits
 
 
 def make_checkpoint(path, **options):
@@ -99,15 +99,15 @@ def test_refuses_to_overwrite_and_reports_bad_checkpoints_in_one_line(tmp_path, 
 
 
 def test_vividness_settings_split_parts_and_weights_are_recorded(tmp_path, capsys):
-    from lib import data, datasets
+    from lib import datasets
 
     (tmp_path / "pool").mkdir()
     photos = photo_folder(tmp_path / "pool" / "p")
     for f in ("gray.png", "empty.jpg", "truncated.jpg"):
         (photos / f).unlink()
     split = tmp_path / "split.tsv"
-    data.write_split(tmp_path / "pool", ["p"], split, seed=0)
-    part = next(p for p in data.PARTS if data.split_files(tmp_path / "pool", split, p))
+    splits.write_split(tmp_path / "pool", ["p"], split, seed=0)
+    part = next(p for p in splits.PARTS if splits.split_files(tmp_path / "pool", split, p))
     cls = make_checkpoint(tmp_path / "cls.pt", head="classification")
     out = tmp_path / "scores.json"
     argv = ["--checkpoint", str(cls), "--data", str(tmp_path / "pool"), "--split", str(split), "--part", part]
@@ -121,7 +121,7 @@ def test_vividness_settings_split_parts_and_weights_are_recorded(tmp_path, capsy
         rows["resnet18 (classification) (vividness 0)"],
         rows["resnet18 (classification) (vividness 1)"],
     )
-    assert faithful["n_images"] == len(data.split_files(tmp_path / "pool", split, part))
+    assert faithful["n_images"] == len(splits.split_files(tmp_path / "pool", split, part))
     assert vivid["colourfulness"] > faithful["colourfulness"]  # T = 0.1 against the mean
     about = record["checkpoints"]["resnet18 (classification) (vividness 1)"]
     assert about["sha256"] == datasets.sha256(cls) and about["vividness"] == 1 and about["working_size"] == 32

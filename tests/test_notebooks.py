@@ -21,7 +21,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from lib import checkpoints, colab, data, metrics, notebook, pipeline, plots, results
+from lib import checkpoints, colab, metrics, notebook, pipeline, plots, results, splits
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -116,14 +116,14 @@ MODEL_CHAPTERS = ["original_cnn", "edited_cnn", "resnet18", "resnet18-classifica
 def check_three_jobs(record: dict, photos: Path) -> None:
     """A model chapter's results: every run trained on the train part and chose its checkpoint on
     the dev part, and every reported score is of the held-out part, none of the dev part."""
-    held_out = data.part_files(photos, "held-out")[0]
-    dev = set(data.part_files(photos, "dev")[0])
+    held_out = splits.part_files(photos, "held-out")[0]
+    dev = set(splits.part_files(photos, "dev")[0])
     assert record["parts"] == notebook.JOBS and record["scored_on"]["part"] == "held-out"
     assert record["scored_on"]["files"] == held_out and not dev & set(held_out)
     for run in record["runs"].values():
         assert run["data"]["parts"] == {"train": "train", "val": "dev"}
         assert run["data"]["n_val"] == len(dev) and run["data"]["n_train"] == len(
-            data.part_files(photos, "train")[0]
+            splits.part_files(photos, "train")[0]
         )
     for scores in [
         record["gray baseline"],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import checkpoints, metrics, pipeline, study
+from lib import checkpoints, metrics, pipeline, splits, study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,11 +206,11 @@ def test_readme_reference_model_figures_are_its_held_out_and_dev_evaluations():
     """The shipped model's numbers in README come from `python -m lib.evaluate` on the held-out
     part of the split only; its settings were chosen on the dev part (the tables of its model
     card, lib/weights/README.md); it trained >= 90 minutes."""
-    from lib import data, datasets
+    from lib import datasets
 
     readme, card = README.read_text(), MODEL_CARD.read_text()
     split = ROOT / "data" / "splits" / "photos.tsv"
-    _, rows = data.read_split(split)
+    _, rows = splits.read_split(split)
     held = result("reference_heldout.json")
     assert metrics.format_table(held["metrics"], markdown=True) in readme
     assert held["split"] == {

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from lib import checkpoints, colorize, data, datasets, lab, metrics
+from lib import checkpoints, colorize, data, datasets, lab, metrics, splits
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_at_its_faithful_setting_it_beats_the_gray_baseline_on_photos_it_never_s
     model, _ = reference
     predictors = {"faithful": at(model, 0), "gray": metrics.gray_baseline}
     scores = metrics.evaluate_all(predictors, held_out())
-    assert scores["faithful"]["n_images"] == len(data.part_files(data.PHOTOS, "held-out")[0]) > 200
+    assert scores["faithful"]["n_images"] == len(splits.part_files(data.PHOTOS, "held-out")[0]) > 200
     assert scores["faithful"]["auc"] > scores["gray"]["auc"]
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lib import checkpoints, classes, colorize, data, lab, metrics, train
+from lib import checkpoints, classes, colorize, data, images, lab, metrics, splits, train
 from lib.models import build_model
 
 
@@ -178,7 +178,7 @@ def test_load_checkpoint_gives_one_clear_error_for_bad_files(tmp_path):
 def test_load_checkpoint_refuses_pickled_code(tmp_path):
     """weights_only=True: a checkpoint that smuggles an object is rejected, not executed."""
     evil = tmp_path / "evil.pt"
-    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "payload": data.BadImage("x")}, evil)
+    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "payload": images.BadImage("x")}, evil)
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         checkpoints.load(evil)
 
@@ -196,7 +196,7 @@ def test_command_line_trains_scores_and_writes_results(tmp_path, monkeypatch, ca
     for name in ["resnet18", "gray baseline"]:
         assert all(math.isfinite(results["dev_metrics"][name][k]) for k in metrics.METRICS)
     assert results["dev_metrics"]["gray baseline"]["colourfulness"] < 0.1
-    dev = data.part_files(data.PHOTOS, "dev")[0]
+    dev = splits.part_files(data.PHOTOS, "dev")[0]
     assert results["dev_metrics"]["gray baseline"]["files"] == dev
     assert len(results["history"]) == 2
     prov = results["provenance"]
@@ -257,7 +257,7 @@ def pool_with_parts(root, gray_parts, photo_mode="RGB"):
     wanted, i = {"train": 12, "dev": 4, "held-out": 0}, 0
     while any(wanted.values()):
         name, i = f"{i:03d}.png", i + 1
-        part = data.split_part(f"p/{name}", 0)  # the names fill the parts as wanted
+        part = splits.split_part(f"p/{name}", 0)  # the names fill the parts as wanted
         if not wanted[part]:
             continue
         wanted[part] -= 1
@@ -265,7 +265,7 @@ def pool_with_parts(root, gray_parts, photo_mode="RGB"):
         if part in gray_parts:
             im = im.convert("L") if photo_mode == "L" else im.convert("L").convert("RGB")
         im.save(root / "p" / name)
-    data.write_split(root, ["p"], root / "split.tsv", seed=0, pattern="*.png")
+    splits.write_split(root, ["p"], root / "split.tsv", seed=0, pattern="*.png")
     return root
 
 
@@ -287,7 +287,7 @@ def test_a_run_whose_images_all_fail_to_decode_stops_with_one_line_and_no_checkp
     capsys.readouterr()
     assert train.main([*argv, "--workers", "0", "--out", str(out)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    n = len(data.split_files(pool, pool / "split.tsv", part))
+    n = len(splits.split_files(pool, pool / "split.tsv", part))
     assert len(err) == 1 and f"no {purpose} image" in err[0] and f"{n} file(s) failed" in err[0]
     assert f"{n} no colour" in err[0] and str(pool) in err[0]
     assert not list(out.glob("*.pt")) and not (out / "results.json").exists()
@@ -295,7 +295,7 @@ def test_a_run_whose_images_all_fail_to_decode_stops_with_one_line_and_no_checkp
 
 def test_a_split_part_with_no_usable_file_is_named_with_what_was_skipped(tmp_path, capsys):
     pool = pool_with_parts(tmp_path / "pool", {"dev"}, photo_mode="L")
-    n = len(data.split_files(pool, pool / "split.tsv", "dev"))
+    n = len(splits.split_files(pool, pool / "split.tsv", "dev"))
     with pytest.raises(ValueError) as e:
         data.make_loaders(pool, 32, 8, split_file=pool / "split.tsv", workers=0)
     message = str(e.value)
