@@ -15,13 +15,15 @@ A checkpoint is a dict saved with torch.save and loaded with weights_only=True:
   ab_prior        (classification) the training photos' colour prior, for vividness settings
   working_size, vividness   (the reference model) how it sees photos and its default setting
 
-Precision: all inference runs in float32, outside any autocast (predict_ab), so a sample grid,
+Precision: all inference runs in float32, outside any autocast (Inference), so a sample grid,
 a score and a colorized file of the same photo come from the same numbers on every device.
 """
 
+import dataclasses
 import hashlib
 import io
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -73,15 +75,15 @@ def write(checkpoint: dict, path) -> Path:
     return results.write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
-def load(path, device="cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model a checkpoint describes and load its weights. Returns (model, checkpoint).
+def load(path, device="cpu") -> tuple["Inference", dict]:
+    """Rebuild the model a checkpoint describes, load its weights and return (Inference,
+    checkpoint): the model in eval mode on `device` with what inference needs from the checkpoint,
+    its working size and default vividness where it records them (the reference model does), and
+    a classification head's colour prior (for vividness settings). The checkpoint dict gets
+    "sha256", the file's.
 
     path "reference" (or REFERENCE itself) is the shipped reference model, checked against
-    REFERENCE_SHA256. The model carries what inference needs from its checkpoint: `training_size`
-    (the crop size it was trained at), the colour prior of a classification head (for vividness
-    settings), and, where the checkpoint records them (the reference model does), `working_size`
-    (the shorter side it sees photos at) and `vividness` (its default setting); predict_ab uses
-    the last two. The checkpoint dict gets "sha256", the file's.
+    REFERENCE_SHA256.
 
     Raises ValueError with one clear line naming the file for anything that is not one of our
     checkpoints: an unreadable file, another format or normalization, a key that it or its callers
@@ -124,13 +126,11 @@ def load(path, device="cpu") -> tuple[torch.nn.Module, dict]:
     problem = _misfit(ckpt, model)
     if problem:
         raise ValueError(f"{path}: malformed checkpoint: {problem}")
-    model.training_size = (ckpt.get("data") or {}).get("size")
-    model.working_size = ckpt.get("working_size")
-    model.vividness = ckpt.get("vividness")
     if ckpt.get("ab_prior") is not None and model.head.kind == "classification":
         model.head.set_prior(ckpt["ab_prior"], weights=False)  # the weights are the loaded ones
     ckpt["sha256"] = sha
-    return model.to(device).eval(), ckpt
+    colorizer = Inference(model.to(device).eval(), ckpt, ckpt.get("working_size"), ckpt.get("vividness"))
+    return colorizer, ckpt
 
 
 def _number(x) -> bool:
@@ -253,37 +253,71 @@ def export_reference(checkpoint, out, working_size: int, vividness: float | None
 # --- prediction -----------------------------------------------------------------------------------
 
 
-def predict_ab(
-    model: torch.nn.Module, l: torch.Tensor, vividness: float | None = None, working_size: int | None = None
-) -> torch.Tensor:
-    """The colours a model gives lightness l: float32 ab (N, 2, H, W) at l's size, whatever its head.
+@dataclass(frozen=True)
+class Inference:
+    """A trained model as inference uses it: the one object colorize, evaluate, the metrics and the
+    notebooks ask for colours (checkpoints.load returns it; a bare model is Inference(model)).
 
-    vividness: 0 (faithful) to 1 (vivid), for a classification head (models.ClassificationHead).
-    working_size: the model sees l with its shorter side at this size (aspect kept,
-    models.working_shape), and its ab are upsampled (bilinear) to l's size. Both default to what
-    the model's checkpoint recorded (the attributes `vividness` and `working_size` that load
-    sets; the shipped reference model has both), else to the head's default and l's own size.
-    Runs in float32 with autocast off, whatever the caller's context (the one precision policy of
-    inference). The caller chooses eval mode and no_grad."""
-    if vividness is None:
-        vividness = getattr(model, "vividness", None)
-    if working_size is None:
-        working_size = getattr(model, "working_size", None)
-    size = tuple(l.shape[-2:])
-    x = l.float()
-    if working_size is not None and models.working_shape(*size, working_size) != size:
-        x = F.interpolate(x, size=models.working_shape(*size, working_size), mode="bilinear", antialias=True)
-    with torch.autocast(x.device.type, enabled=False):
-        ab = model.head.to_ab(model(x).float(), x.shape[-2:], vividness)
-    if tuple(ab.shape[-2:]) != size:
-        ab = F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
-    return ab
+    working_size: the shorter side it sees photos at, their aspect kept (models.working_shape);
+    None: at their own size. vividness: its default setting, 0 (faithful) to 1 (vivid), for a
+    classification head (models.ClassificationHead); None: the head's own default. Both come from
+    the checkpoint (the reference model records them); `replace` gives one with other settings.
+    All prediction runs in float32 with autocast off, whatever the caller's context (the one
+    precision policy of inference), in eval mode and without gradients."""
 
+    model: torch.nn.Module
+    checkpoint: dict = field(default_factory=dict)
+    working_size: int | None = None
+    vividness: float | None = None
 
-@torch.no_grad()
-def predict(model, rgb: torch.Tensor, device) -> torch.Tensor:
-    """Normalized ab the model predicts for a uint8 RGB batch (on the CPU, float32), at the
-    working size and vividness its checkpoint records: what the sample grids show."""
-    model.eval()
-    l, _ = lab.rgb_to_model(rgb.to(device))
-    return predict_ab(model, l).cpu()
+    @property
+    def head(self):
+        return self.model.head
+
+    @property
+    def training_size(self) -> int | None:
+        """The crop size it was trained at, where its checkpoint records it."""
+        return (self.checkpoint.get("data") or {}).get("size")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def replace(self, **settings) -> "Inference":
+        """The same model with other settings (working_size, vividness); None keeps this one's."""
+        return dataclasses.replace(self, **{k: v for k, v in settings.items() if v is not None})
+
+    def shape(self, height: int, width: int, size: int | None = None) -> tuple[int, int]:
+        """The (height, width) it sees a photo of this size at: the shorter side at `size`, else at
+        its working size (models.working_shape); the photo's own when it has neither."""
+        size = size or self.working_size
+        return (height, width) if size is None else models.working_shape(height, width, size)
+
+    @torch.no_grad()
+    def colours(self, x: torch.Tensor, vividness: float | None = None) -> torch.Tensor:
+        """float32 normalized ab (N, 2, h, w) for lightness x (N, 1, h, w) already at the shape the
+        model is to see (shape): no resize here. vividness None: its default."""
+        self.model.eval()
+        vividness = self.vividness if vividness is None else vividness
+        x = x.float()
+        with torch.autocast(x.device.type, enabled=False):
+            return self.head.to_ab(self.model(x).float(), x.shape[-2:], vividness)
+
+    def predict_ab(self, l: torch.Tensor, vividness: float | None = None) -> torch.Tensor:
+        """float32 normalized ab (N, 2, H, W) at the size of lightness l (N, 1, H, W): l resized
+        once to shape() (bilinear, antialiased), its colours, upsampled (bilinear) to l's size."""
+        size = tuple(l.shape[-2:])
+        x = l.float()
+        if self.shape(*size) != size:
+            x = F.interpolate(x, size=self.shape(*size), mode="bilinear", antialias=True)
+        ab = self.colours(x, vividness)
+        if tuple(ab.shape[-2:]) != size:
+            ab = F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
+        return ab
+
+    __call__ = predict_ab  # a predictor of lib.metrics: lightness in, ab out
+
+    def predict(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Normalized ab (on the CPU, float32) for a uint8 RGB batch: what the sample grids show."""
+        l, _ = lab.rgb_to_model(rgb.to(self.device))
+        return self.predict_ab(l).cpu()

@@ -46,7 +46,8 @@ FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
 
 def lightness(img: Image.Image, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(full-resolution L* (1, 1, H, W), the model's input l with its shorter side at `size` and
-    the photo's aspect ratio (models.working_shape))."""
+    the photo's aspect ratio (models.working_shape)): the one resize of a photo to the shape the
+    model sees (Inference.colours takes it as it is)."""
     x = torch.from_numpy(np.array(img)).to(device)  # a writable copy
     if img.mode == "L":  # R = G = B: a 256-entry table gives L* exactly, ~10x faster
         l_full = lab.gray_to_l(x[None, None])
@@ -75,29 +76,26 @@ def colorize_image(
 ) -> Image.Image:
     """Colorize one PIL image (any mode) at its full resolution.
 
-    model: one from checkpoints.load; None: the shipped reference model. size: the shorter
-    side the model sees the photo at, aspect kept (default: the size its checkpoint records, else
-    256). vividness: from 0 (faithful) to 1 (vivid), classification heads only (default: the
+    model: a checkpoints.Inference (checkpoints.load); None: the shipped reference model. size:
+    the shorter side the model sees the photo at, aspect kept (default: default_size).
+    vividness: from 0 (faithful) to 1 (vivid), classification heads only (default: the
     checkpoint's; see classes.vividness_setting). A colour input is colorized from its
     lightness; an alpha channel is kept as it was; the output is 8-bit RGB (RGBA with alpha) of
     the input's size, EXIF orientation applied.
     """
     if model is None:
         model, _ = checkpoints.load(checkpoints.REFERENCE)
-    size = size or working_size(model)
-    device = next(model.parameters()).device
+    size = size or default_size(model)
     picture = images.decode(image)  # the decoding every command shares (its rules there)
-    l_full, small = lightness(picture.image, size, device)
-    model.eval()
-    with torch.no_grad():
-        ab = checkpoints.predict_ab(model, small, vividness, working_size=size)
-    return finish(l_full, ab, picture.alpha)
+    l_full, small = lightness(picture.image, size, model.device)
+    return finish(l_full, model.colours(small, vividness), picture.alpha)
 
 
-def working_size(model) -> int:
-    """The shorter side a loaded model sees photos at: what its checkpoint records (the reference
-    model's working size, else its training size), 256 for a model of unknown origin."""
-    return getattr(model, "working_size", None) or getattr(model, "training_size", None) or 256
+def default_size(model: checkpoints.Inference) -> int:
+    """The shorter side a photo is colorized at by default: the model's working size (the
+    reference model records one), else the size it was trained at, 256 for a model of unknown
+    origin."""
+    return model.working_size or model.training_size or 256
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -215,8 +213,7 @@ def colorize_files(
     of one working shape); an output that could touch an input (output_conflict; `inputs`: by
     default the plan's own input files) is skipped. Returns the tallies."""
     inputs = inputs or Inputs(frozenset(src.resolve() for src, _ in plan), ())
-    device = next(model.parameters()).device
-    model.eval()
+    device = model.device
     tally = {"written": 0, "skipped": Counter(), "failed": 0, "colour_inputs": 0}
 
     def skip(src, reason):
@@ -249,10 +246,7 @@ def colorize_files(
         shapes = sorted({b[4].shape for b in batch})
         for shape in shapes:
             same = [i for i, b in enumerate(batch) if b[4].shape == shape]
-            with torch.no_grad():
-                ab = checkpoints.predict_ab(
-                    model, torch.cat([batch[i][4] for i in same]), vividness, working_size=size
-                )
+            ab = model.colours(torch.cat([batch[i][4] for i in same]), vividness)
             preds |= {i: ab[j] for j, i in enumerate(same)}
         for i, (src, dst, picture, l_full, _) in enumerate(batch):
             ab = preds[i]
@@ -328,7 +322,7 @@ def main(argv=None) -> int:
     if any(out.resolve().is_relative_to(f) for f in inputs.folders):
         return usage(f"--out {out} is inside an input folder; choose a folder outside the inputs")
 
-    size = a.size or working_size(model)
+    size = a.size or default_size(model)
     vividness = a.vividness if a.vividness is not None else ckpt.get("vividness")
     tally = colorize_files(plan, model, size, a.batch_size, a.side_by_side, a.overwrite, vividness, inputs)
     tally["skipped"]["no such input"] += len(missing)

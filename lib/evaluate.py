@@ -10,7 +10,6 @@ their provenance, to a JSON file. Files that are not usable colour photos are sk
 """
 
 import argparse
-import functools
 import logging
 import math
 import sys
@@ -109,8 +108,7 @@ def main(argv=None) -> int:
     names = labels(a.checkpoint, [ckpt for _, ckpt in loaded])
     about, predictors, settings = {}, {}, {}
     for name, path, (model, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
-        if a.working_size:
-            model.working_size = a.working_size
+        model = model.replace(working_size=a.working_size)
         if a.vividness and model.head.kind != "classification":
             print(f"error: {path}: --vividness needs a classification head", file=sys.stderr)
             return 2
@@ -120,11 +118,9 @@ def main(argv=None) -> int:
                 "path": str(path), "sha256": ckpt["sha256"], "model": ckpt["model"],
                 "head": ckpt.get("head", "regression"), "options": ckpt["options"], "epoch": ckpt["epoch"],
                 "trained_on": (ckpt["data"] or {}).get("source"), "vividness": v,
-                "working_size": getattr(model, "working_size", None),
+                "working_size": model.working_size,
             }  # fmt: skip
-            predictors[row] = (
-                model if v is None else functools.partial(checkpoints.predict_ab, model, vividness=v)
-            )
+            predictors[row] = model.replace(vividness=v)
             settings[row] = (model, v)
     # one pass over the folder: each photo is decoded and converted once, then scored by every model
     try:

@@ -39,7 +39,7 @@ import torch
 from skimage.color import deltaE_ciede2000
 from skimage.metrics import structural_similarity
 
-from lib import checkpoints, images, lab
+from lib import checkpoints, images, lab, models
 
 
 class Metric(NamedTuple):
@@ -149,7 +149,9 @@ def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> d
 
 
 def evaluate_all(predictors: dict, loader, device="cpu", seen_skips: dict | None = None) -> dict:
-    """evaluate() for several predictors {name: model or gray_baseline} in one pass over the
+    """evaluate() for several predictors {name: a checkpoints.Inference, a models.Colorizer
+    (scored as Inference(model)) or any callable from lightness to ab, such as gray_baseline} in
+    one pass over the
     loader: each batch is decoded and converted to Lab once, then scored by every predictor.
     Returns {name: scores}; "seconds" is the time of the whole pass. Besides the means, scores
     keep every image's metrics, "per_image" {metric: [value per image]}, in the loader's order,
@@ -157,14 +159,17 @@ def evaluate_all(predictors: dict, loader, device="cpu", seen_skips: dict | None
     (when the loader's dataset has files; those that failed to decode are left out of both), so
     that differences between models can be paired photo by photo (lib.study). Models are scored
     in eval mode and get back the mode they had, also when the pass raises."""
-    modes = {name: p.training for name, p in predictors.items() if isinstance(p, torch.nn.Module)}
+    wrap = lambda p: checkpoints.Inference(p) if isinstance(p, models.Colorizer) else p  # noqa: E731
+    predictors = {n: wrap(p) for n, p in predictors.items()}
+    nets = {n: p.model if isinstance(p, checkpoints.Inference) else p for n, p in predictors.items()}
+    modes = {n: m.training for n, m in nets.items() if isinstance(m, torch.nn.Module)}
     try:
         for name in modes:
-            predictors[name].eval()
+            nets[name].eval()
         return _evaluate_all(predictors, loader, device, seen_skips)
     finally:
         for name, was_training in modes.items():
-            predictors[name].train(was_training)
+            nets[name].train(was_training)
 
 
 @torch.inference_mode()
@@ -182,7 +187,7 @@ def _evaluate_all(predictors: dict, loader, device, seen_skips: dict | None) -> 
         l = lab.normalize(lab_true)[0]
         for name, predict in predictors.items():
             # our models through their head (a classifier's logits become ab); any other callable as is
-            ab = checkpoints.predict_ab(predict, l) if hasattr(predict, "head") else predict(l)
+            ab = predict(l)
             for k, v in image_metrics(rgb, ab.float(), lab_true).items():
                 per_image[name][k] += v.double().tolist()
         n += len(rgb)

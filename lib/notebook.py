@@ -14,7 +14,6 @@ with the parameters and provenance every results file needs. Nothing here trains
 calls lib.train for that.
 """
 
-import functools
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +79,7 @@ class Notebook:
         for seed, run in runs.items():
             model, _ = checkpoints.load(checkpoints.best(run), self.device)
             for row, v in vividness.items():
-                predictors[(row, seed)] = functools.partial(checkpoints.predict_ab, model, vividness=v)
+                predictors[(row, seed)] = model.replace(vividness=v)
         scores = metrics.evaluate_all(
             predictors | {"gray": metrics.gray_baseline}, self.held_out, self.device
         )

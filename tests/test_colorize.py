@@ -16,7 +16,7 @@ import torch
 from bad_inputs import png16
 from PIL import Image, ImageCms
 
-from lib import checkpoints, colorize, data, images, lab, train
+from lib import checkpoints, colorize, data, images, lab, models, train
 
 
 def skimage_photo(name: str) -> Path:
@@ -264,13 +264,19 @@ def test_the_console_script_is_installed():
 
 
 def test_the_model_sees_each_photo_with_its_own_aspect_ratio(model, checkpoint, tmp_path):
-    """Not squeezed into a square: a 16:10 landscape is seen as 16:10 (in multiples of 8), and a
-    batch of mixed shapes is predicted shape by shape, each output at its input's size."""
+    """Not squeezed into a square: a 16:10 landscape is seen as 16:10 (in multiples of 8), resized
+    once to that shape, and a batch of mixed shapes is predicted shape by shape, each output at
+    its input's size."""
     seen = []
-    hook = model.encoder.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
+    hook = model.model.encoder.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
     try:
         out = colorize.colorize_image(photo(160, 100).convert("L"), model, size=32)
         assert out.size == (160, 100) and seen == [(1, 1, 32, 48)]  # 100:160 at a shorter side of 32
+        # resized once: a 1500 x 1000 photo at --size 100 is seen at 152 x 96 (models.working_shape,
+        # 1.58:1 as the photo's 1.5:1 allows in multiples of 8), not resized again to 160 x 96
+        seen.clear()
+        colorize.colorize_image(photo(1500, 1000).convert("L"), model, size=100)
+        assert seen == [(1, 1, 96, 152)] and models.working_shape(1000, 1500, 100) == (96, 152)
         src = tmp_path / "mixed"
         src.mkdir()
         for i, (w, h) in enumerate([(160, 100), (100, 160), (64, 64), (160, 100)]):

@@ -109,21 +109,21 @@ def test_the_working_shape_keeps_the_aspect_ratio_in_multiples_of_8():
     assert working_shape(30, 3000, 64) == (64, 6400) and working_shape(5, 5, 3) == (8, 8)
 
 
-def test_predict_ab_sees_the_working_shape_and_answers_at_the_input_size():
-    from lib.checkpoints import predict_ab
+def test_a_colorizer_sees_the_working_shape_and_answers_at_the_input_size():
+    from lib.checkpoints import Inference
 
     torch.manual_seed(0)
-    model = build_model("resnet18", head="classification").eval()
+    model = build_model("resnet18", head="classification")
     seen = []
     model.encoder.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[-2:])))
-    with torch.no_grad():
-        ab = predict_ab(model, torch.rand(2, 1, 100, 160), working_size=40)
-        assert ab.shape == (2, 2, 100, 160) and seen == [(40, 64)]
-        model.working_size = 48  # what load_checkpoint sets from a checkpoint that records one
-        assert predict_ab(model, torch.rand(1, 1, 100, 160)).shape == (1, 2, 100, 160)
-        assert seen[-1] == (48, 80)
-        with pytest.raises(ValueError, match="classification head"):
-            predict_ab(build_model("resnet18"), torch.rand(1, 1, 32, 32), vividness=0.5)
+    ab = Inference(model, working_size=40).predict_ab(torch.rand(2, 1, 100, 160))
+    assert ab.shape == (2, 2, 100, 160) and seen == [(40, 64)]
+    at_own_size = Inference(model)  # a checkpoint that records no working size: the photo's own
+    assert at_own_size.predict_ab(torch.rand(1, 1, 100, 160)).shape == (1, 2, 100, 160)
+    assert seen[-1] == (100, 160)
+    assert at_own_size.replace(working_size=48).shape(100, 160) == (48, 80)
+    with pytest.raises(ValueError, match="classification head"):
+        Inference(build_model("resnet18")).predict_ab(torch.rand(1, 1, 32, 32), vividness=0.5)
 
 
 def test_vividness_runs_from_the_plain_mean_to_zhangs_rebalanced_annealed_mean():
@@ -224,15 +224,15 @@ def test_every_network_takes_either_head(name):
 
 def test_inference_runs_in_float32_whatever_the_callers_autocast():
     """One precision policy for every inference path (sample grids, metrics, colorize): even
-    inside a bfloat16 autocast (as training's validation uses), predict_ab computes in float32."""
-    from lib.checkpoints import predict_ab
+    inside a bfloat16 autocast (as training's validation uses), a Inference computes in float32."""
+    from lib.checkpoints import Inference
 
     torch.manual_seed(0)
     model, l = build_model("resnet18", head="classification").eval(), torch.rand(2, 1, 32, 32)
     with torch.no_grad():
-        plain = predict_ab(model, l)
+        plain = Inference(model).predict_ab(l)
         with torch.autocast("cpu", torch.bfloat16):
-            inside = predict_ab(model, l)
+            inside = Inference(model).predict_ab(l)
             assert model(l).dtype == torch.bfloat16  # the context is really on
     assert inside.dtype == torch.float32 and torch.equal(inside, plain)
 

@@ -53,7 +53,7 @@ def held_out(size=128):
 
 def at(model, vividness):
     """The model as a predictor at one vividness setting."""
-    return lambda l: checkpoints.predict_ab(model, l, vividness)
+    return model.replace(vividness=vividness)
 
 
 @pytest.mark.slow

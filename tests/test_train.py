@@ -32,6 +32,7 @@ def test_checkpoints_restore_identical_predictions(tiny_loaders, tmp_path):
     model, run = train.fit("edited_cnn", tiny_loaders, tmp_path, epochs=2, progress=False)
     last = run["checkpoints"][-1]
     restored, ckpt = checkpoints.load(last["path"])
+    restored = restored.model  # the network itself, to compare with the one fit returned
     assert ckpt["epoch"] == last["epoch"] and ckpt["val_loss"] == last["val_loss"]
     assert ckpt["model"] == "edited_cnn" and ckpt["normalization"] == lab.NORMALIZATION
     assert ckpt["data"]["n_train"] == 96 and ckpt["git_commit"]
@@ -70,7 +71,7 @@ def test_a_compiled_run_learns_the_same_as_an_eager_one(tiny_loaders, tmp_path):
     for key in ("train_loss", "val_loss"):
         assert compiled["history"][0][key] == pytest.approx(eager["history"][0][key], rel=1e-3)
     restored, _ = checkpoints.load(compiled["checkpoints"][-1]["path"])  # plain keys, no _orig_mod
-    assert train.validate(restored, tiny_loaders.val, torch.device("cpu"), {}) == pytest.approx(
+    assert train.validate(restored.model, tiny_loaders.val, torch.device("cpu"), {}) == pytest.approx(
         compiled["checkpoints"][-1]["val_loss"], rel=1e-5
     )
 
@@ -88,7 +89,7 @@ def test_a_classification_run_learns_and_its_checkpoint_colorizes(tiny_loaders, 
     # the class weights travel in the checkpoint and come from the training set's prior
     torch.testing.assert_close(model.head.class_weights, classes.rebalancing_weights(prior).float())
     rgb = data.sample_images(tiny_loaders.val.dataset, 3)
-    ab = checkpoints.predict(model, rgb, torch.device("cpu"))
+    ab = model.predict(rgb)
     assert ab.shape == (3, 2, 32, 32) and ab.abs().max() <= 1
     # a finished run picked up again (a notebook re-run) keeps its prior
     _, again = train.fit(
