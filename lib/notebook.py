@@ -35,6 +35,15 @@ JOBS = {
 }
 
 
+# Every parameter a notebook's `parameters` cell declares (a test checks each notebook against
+# it): what setup reads from the notebook's namespace and its results file records, and nothing
+# else there (not IPython's In and Out, nor a name another cell happens to define).
+PARAMETERS = (
+    "dataset", "image_size", "eval_size", "augment", "crop_scale", "epochs", "batch_size", "lr",
+    "schedule", "bf16", "max_images", "seeds", "device", "workers", "progress", "pretrained",
+    "n_samples", "out_dir",
+)  # fmt: skip
+
 # The parameters that make two notebooks' runs the same experiment but for the model.
 RECIPE = (
     "dataset", "image_size", "augment", "crop_scale", "epochs", "batch_size", "lr", "schedule",
@@ -177,7 +186,7 @@ def setup(namespace: dict, augment: str | None = "crop") -> Notebook:
     the parameters dataset, eval_size, batch_size, max_images, device, workers, n_samples and
     out_dir; and, when `augment` is given (a notebook that trains), image_size and crop_scale for
     the training loaders (lib.data.make_loaders). Prints one line."""
-    params = results.notebook_parameters(namespace)
+    params = {k: namespace[k] for k in PARAMETERS if k in namespace}
     p = params
     device = checkpoints.pick_device(p["device"])
     loaders = None

@@ -81,21 +81,6 @@ def provenance(device, started: str) -> dict:
     }
 
 
-def notebook_parameters(namespace: dict) -> dict:
-    """The plain values (numbers, strings, booleans, None, and lists of them) defined so far in a
-    notebook.
-
-    Called first thing after the parameters cell (and papermill's injected one), that is exactly
-    the notebook's parameters, which go into its results file.
-    """
-    plain = (int, float, str, bool, type(None))
-
-    def is_plain(v) -> bool:  # a value, or a list of values (seeds = [0, 1, 2])
-        return isinstance(v, plain) or (isinstance(v, list | tuple) and all(isinstance(x, plain) for x in v))
-
-    return {k: v for k, v in namespace.items() if not k.startswith("_") and is_plain(v)}
-
-
 # A temporary file of write_atomic is ".<name>.<pid>.<random>.tmp" beside its target. A writer
 # that is killed leaves it behind; the next write of the same target removes the leftovers whose
 # process is gone (on this machine), and any older than LEFTOVER_AGE (from other machines, and

@@ -46,6 +46,7 @@ def test_notebooks_are_committed_clean(path):
 def test_profiles_only_set_parameters_the_notebooks_declare():
     declared = {p.stem: set(papermill.inspect_notebook(p)) for p in NOTEBOOKS}
     everywhere = set().union(*declared.values())
+    assert everywhere == set(notebook.PARAMETERS)  # what setup reads and a results file records
     for profile in (ROOT / "notebooks" / "profiles").glob("*.yaml"):
         values = yaml.safe_load(profile.read_text())
         for key, value in values.items():
@@ -144,6 +145,11 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
             assert list(seeds) == ["0", "1"]
             assert all(math.isfinite(s[k]) for s in seeds.values() for k in metrics.METRICS)
         assert res["params"]["dataset"] == str(photo_folder) and res["params"]["epochs"] == 1
+        chapter = {"original_cnn": "01_OriginalCNN", "edited_cnn": "02_EditedCNN", "resnet18": "03_ResNet18"}
+        declared = papermill.inspect_notebook(
+            ROOT / "notebooks" / f"{chapter.get(name, '05_Classification')}.ipynb"
+        )
+        assert set(res["params"]) == set(declared)  # the parameters, not IPython's In or another cell's names
         assert res["provenance"]["git_commit"]
     classification = json.loads((out / "results" / "resnet18-classification.json").read_text())
     assert set(classification["rows"]) == {"faithful", "default"}
