@@ -129,8 +129,7 @@ def load(path, device="cpu") -> tuple["Inference", dict]:
     if ckpt.get("ab_prior") is not None and model.head.kind == "classification":
         model.head.set_prior(ckpt["ab_prior"], weights=False)  # the weights are the loaded ones
     ckpt["sha256"] = sha
-    colorizer = Inference(model.to(device).eval(), ckpt, ckpt.get("working_size"), ckpt.get("vividness"))
-    return colorizer, ckpt
+    return Inference(model.to(device).eval(), ckpt, ckpt.get("working_size"), ckpt.get("vividness")), ckpt
 
 
 def _number(x) -> bool:

@@ -159,8 +159,9 @@ def evaluate_all(predictors: dict, loader, device="cpu", seen_skips: dict | None
     (when the loader's dataset has files; those that failed to decode are left out of both), so
     that differences between models can be paired photo by photo (lib.study). Models are scored
     in eval mode and get back the mode they had, also when the pass raises."""
-    wrap = lambda p: checkpoints.Inference(p) if isinstance(p, models.Colorizer) else p  # noqa: E731
-    predictors = {n: wrap(p) for n, p in predictors.items()}
+    predictors = {
+        n: checkpoints.Inference(p) if isinstance(p, models.Colorizer) else p for n, p in predictors.items()
+    }
     nets = {n: p.model if isinstance(p, checkpoints.Inference) else p for n, p in predictors.items()}
     modes = {n: m.training for n, m in nets.items() if isinstance(m, torch.nn.Module)}
     try:

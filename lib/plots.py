@@ -190,8 +190,7 @@ def _photo(ax, title: str | None, im, width: float) -> None:
     """One PIL image in its cell, titled in lines that fit the cell's `width` (inches) at 9 pt."""
     ax.imshow(im, cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255)
     if title is not None:
-        # ~13 characters an inch; a word longer than that is kept whole
-        ax.set_title(textwrap.fill(title, max(8, int(width * 13)), break_long_words=False), fontsize=9)
+        ax.set_title(_wrap(title, width, 9), fontsize=9)
 
 
 def photo_row(images: dict, height: float = 3.2):

@@ -60,7 +60,7 @@ def forward(model, l, device, bf16: bool = False) -> torch.Tensor:
     """The model's float32 output in training and validation (ab, or a classifier's logits): bf16
     autocast on CUDA (and on the CPU with bf16=True: about 1.5-2x faster where the CPU has bf16
     instructions), channels-last memory everywhere. (Inference runs in float32:
-    checkpoints.Colorizer.)"""
+    checkpoints.Inference.)"""
     with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda" or bf16):
         return model(l.contiguous(memory_format=torch.channels_last)).float()
 
