@@ -45,27 +45,29 @@ FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
 
 
 def lightness(img: Image.Image, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(full-resolution L* (1, 1, H, W), the model's input l with its shorter side at `size` and
-    the photo's aspect ratio (models.working_shape)): the one resize of a photo to the shape the
-    model sees (Inference.colours takes it as it is)."""
-    x = torch.from_numpy(np.array(img)).to(device)  # a writable copy
-    if img.mode == "L":  # R = G = B: a 256-entry table gives L* exactly, ~10x faster
-        l_full = lab.gray_to_l(x[None, None])
-    else:
-        l_full = lab.rgb_to_l(x.permute(2, 0, 1)[None])
-    shape = models.working_shape(*l_full.shape[-2:], size)
-    small = F.interpolate(l_full, size=shape, mode="bilinear", antialias=True, align_corners=False)
-    return l_full, small / lab.L_SCALE
+    """(the photo's full-resolution L* (1, 1, H, W) in Lab units, the model's input l (1, 1, h, w)
+    with its shorter side at `size` and the photo's aspect ratio (models.working_shape)): the one
+    resize of a photo to the shape the model sees (Inference.colours takes it as it is). L* is
+    resized, then normalized (Inference.predict_ab normalizes first: its float32 rounding differs,
+    and so, by one level, do a few output pixels)."""
+    x = torch.from_numpy(np.array(img)).to(device)  # a writable copy, (H, W) or (H, W, 3)
+    full = lab.image_to_lightness(x[None, None] if img.mode == "L" else x.permute(2, 0, 1)[None])
+    shape = models.working_shape(*full.shape[-2:], size)
+    small = F.interpolate(full, size=shape, mode="bilinear", antialias=True, align_corners=False)
+    return full, lab.normalize_l(small)
 
 
-def finish(l_full, ab_small, alpha=None, gray: bool = False) -> Image.Image:
-    """Predicted normalized ab at the working size + full-resolution L* -> the colour photo.
+def finish(lightness_full, ab_small, alpha=None, gray: bool = False) -> Image.Image:
+    """Predicted normalized ab (1, 2, h, w) at the working size + the photo's full-resolution L*
+    (1, 1, H, W) -> the colour photo: ab upsampled (bilinear) to L*'s size.
 
     gray=True returns the input as the model reads it (a* = b* = 0) instead, for side-by-side."""
-    ab = F.interpolate(ab_small, size=l_full.shape[-2:], mode="bilinear", align_corners=False) * lab.AB_SCALE
-    lab_img = torch.cat((l_full, torch.zeros_like(ab) if gray else ab), 1)
-    rgb = lab.lab_to_rgb8(lab_img)[0].permute(1, 2, 0).contiguous().cpu().numpy()  # HWC for PIL
-    out = Image.fromarray(rgb, "RGB")
+    if gray:
+        ab = lab.zero_ab(lightness_full)
+    else:
+        ab = F.interpolate(ab_small, size=lightness_full.shape[-2:], mode="bilinear", align_corners=False)
+    rgb = lab.lightness_ab_to_rgb8(lightness_full, ab)[0].permute(1, 2, 0).contiguous().cpu().numpy()
+    out = Image.fromarray(rgb, "RGB")  # HWC for PIL
     if alpha is not None:
         out.putalpha(alpha)
     return out
@@ -87,8 +89,8 @@ def colorize_image(
         model, _ = checkpoints.load(checkpoints.REFERENCE)
     size = size or default_size(model)
     picture = images.decode(image)  # the decoding every command shares (its rules there)
-    l_full, small = lightness(picture.image, size, model.device)
-    return finish(l_full, model.colours(small, vividness), picture.alpha)
+    full, small = lightness(picture.image, size, model.device)
+    return finish(full, model.colours(small, vividness), picture.alpha)
 
 
 def default_size(model: checkpoints.Inference) -> int:
@@ -199,6 +201,17 @@ def side_by_side(gray: Image.Image, colour: Image.Image) -> Image.Image:
     return both
 
 
+class Photo(NamedTuple):
+    """One photo of a batch, read and split: where it comes from and goes, its decoding
+    (images.Picture: pixels, alpha, metadata), its full-resolution L* and the model's input l."""
+
+    src: Path
+    dst: Path
+    picture: images.Picture
+    lightness: torch.Tensor
+    l: torch.Tensor
+
+
 def colorize_files(
     plan,
     model,
@@ -213,63 +226,87 @@ def colorize_files(
     of one working shape); an output that could touch an input (output_conflict; `inputs`: by
     default the plan's own input files) is skipped. Returns the tallies."""
     inputs = inputs or Inputs(frozenset(src.resolve() for src, _ in plan), ())
-    device = model.device
     tally = {"written": 0, "skipped": Counter(), "failed": 0, "colour_inputs": 0}
-
-    def skip(src, reason):
-        print(f"{src}: skipped: {reason}", file=sys.stderr)
-        tally["skipped"][images.skip_kind(reason)] += 1
-
-    todo = []
-    for src, dst in plan:
-        if conflict := output_conflict(dst, inputs):
-            skip(src, conflict)
-        elif dst.exists() and not overwrite:
-            skip(src, "output exists (use --overwrite)")
-        else:
-            todo.append((src, dst))
+    todo = writable(plan, inputs, overwrite, tally)
     bar = tqdm(total=len(todo), desc="colorize", unit="img", disable=None)
     for start in range(0, len(todo), batch_size):
-        batch = []  # (src, dst, images.Picture, L full, l small)
-        for src, dst in todo[start : start + batch_size]:
-            try:
-                picture = images.read_image(src)  # the decoding every command shares
-                img = picture.image
-                tally["colour_inputs"] += img.mode == "RGB" and not images.is_gray(img)
-                batch.append((src, dst, picture, *lightness(img, size, device)))
-            except images.BadImage as e:
-                skip(src, str(e))
-                bar.update()
-        if not batch:
-            continue
-        preds = {}  # photos of one aspect ratio share one working shape, hence one model call
-        shapes = sorted({b[4].shape for b in batch})
-        for shape in shapes:
-            same = [i for i, b in enumerate(batch) if b[4].shape == shape]
-            ab = model.colours(torch.cat([batch[i][4] for i in same]), vividness)
-            preds |= {i: ab[j] for j, i in enumerate(same)}
-        for i, (src, dst, picture, l_full, _) in enumerate(batch):
-            ab = preds[i]
-            try:
-                out = finish(l_full, ab[None], picture.alpha)
-                if side:
-                    out = side_by_side(finish(l_full, ab[None], picture.alpha, gray=True), out)
-                write_image(out, dst, picture, overwrite)
-                tally["written"] += 1
-            except FileExistsError:
-                skip(src, "output exists (use --overwrite)")
-            except Exception as e:  # one file's failure (disk full, odd format) must not stop the rest
-                print(f"{src}: failed: {type(e).__name__}: {e}", file=sys.stderr)
-                tally["failed"] += 1
+        batch = read_batch(todo[start : start + batch_size], size, model.device, tally, bar)
+        colours = predict_by_shape(model, [photo.l for photo in batch], vividness)
+        for photo, ab in zip(batch, colours, strict=True):
+            write_photo(photo, ab, side, overwrite, tally)
             bar.update()
     bar.close()
     return tally
 
 
+def _skip(tally: dict, src, reason: str) -> None:
+    """Name a skipped input on stderr with its reason, and count it by kind (images.skip_kind)."""
+    print(f"{src}: skipped: {reason}", file=sys.stderr)
+    tally["skipped"][images.skip_kind(reason)] += 1
+
+
+def writable(plan, inputs: Inputs, overwrite: bool, tally: dict) -> list[tuple[Path, Path]]:
+    """The (input, output) pairs that may be written; the others are skipped before any work: an
+    output that could touch an input, or one that exists (without overwrite)."""
+    todo = []
+    for src, dst in plan:
+        if conflict := output_conflict(dst, inputs):
+            _skip(tally, src, conflict)
+        elif dst.exists() and not overwrite:
+            _skip(tally, src, "output exists (use --overwrite)")
+        else:
+            todo.append((src, dst))
+    return todo
+
+
+def read_batch(pairs, size: int, device, tally: dict, bar) -> list[Photo]:
+    """Decode and split each photo of a batch (lightness); one that cannot be read is skipped
+    with its reason, and counted done on the progress bar."""
+    batch = []
+    for src, dst in pairs:
+        try:
+            picture = images.read_image(src)  # the decoding every command shares
+            img = picture.image
+            tally["colour_inputs"] += img.mode == "RGB" and not images.is_gray(img)
+            batch.append(Photo(src, dst, picture, *lightness(img, size, device)))
+        except images.BadImage as e:
+            _skip(tally, src, str(e))
+            bar.update()
+    return batch
+
+
+def predict_by_shape(model, ls: list[torch.Tensor], vividness: float | None) -> list[torch.Tensor]:
+    """The normalized ab (2, h, w) of each model input l (1, 1, h, w): photos of one aspect ratio
+    share one working shape, hence one model call (in the order of their sorted shapes)."""
+    colours = {}
+    for shape in sorted({l.shape for l in ls}):
+        same = [i for i, l in enumerate(ls) if l.shape == shape]
+        ab = model.colours(torch.cat([ls[i] for i in same]), vividness)
+        colours |= {i: ab[j] for j, i in enumerate(same)}
+    return [colours[i] for i in range(len(ls))]
+
+
+def write_photo(photo: Photo, ab: torch.Tensor, side: bool, overwrite: bool, tally: dict) -> None:
+    """Finish one photo from its predicted ab (2, h, w) and write it (beside its gray version with
+    `side`). An output that appeared meanwhile is skipped; any other failure is counted and named,
+    and never stops the rest."""
+    try:
+        out = finish(photo.lightness, ab[None], photo.picture.alpha)
+        if side:
+            out = side_by_side(finish(photo.lightness, ab[None], photo.picture.alpha, gray=True), out)
+        write_image(out, photo.dst, photo.picture, overwrite)
+        tally["written"] += 1
+    except FileExistsError:
+        _skip(tally, photo.src, "output exists (use --overwrite)")
+    except Exception as e:  # one file's failure (disk full, odd format) must not stop the rest
+        print(f"{photo.src}: failed: {type(e).__name__}: {e}", file=sys.stderr)
+        tally["failed"] += 1
+
+
 # --- command line ------------------------------------------------------------------------------
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="colorize", description="Colorize black-and-white photos at full resolution."
     )
@@ -291,53 +328,72 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=4, help="photos per model call (default 4)")
     p.add_argument("--side-by-side", action="store_true", help="write gray | colour side by side")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    a = p.parse_args(argv)
-    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    return p
 
-    def usage(msg: str) -> int:
-        print(f"colorize: error: {msg}", file=sys.stderr)
-        return 2
 
+def _usage(msg: str) -> int:
+    print(f"colorize: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def option_problem(a: argparse.Namespace) -> str | None:
+    """What is wrong with the options alone, before anything is loaded or read, or None."""
     if a.format and f".{a.format.lower().lstrip('.')}" not in FORMATS:
-        return usage(f"--format {a.format}: choose one of png, jpg, webp, bmp, tif")
+        return f"--format {a.format}: choose one of png, jpg, webp, bmp, tif"
     if a.batch_size < 1 or (a.size is not None and a.size < 8):
-        return usage("--batch-size must be >= 1 and --size >= 8")
+        return "--batch-size must be >= 1 and --size >= 8"
     if a.vividness is not None and not 0 <= a.vividness <= 1:
-        return usage(f"--vividness {a.vividness}: choose a value from 0 (faithful) to 1 (vivid)")
+        return f"--vividness {a.vividness}: choose a value from 0 (faithful) to 1 (vivid)"
+    return None
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    if problem := option_problem(a):
+        return _usage(problem)
     try:
         model, ckpt = checkpoints.load(a.checkpoint, checkpoints.pick_device(a.device))
     except (ValueError, RuntimeError) as e:
-        return usage(str(e))
+        return _usage(str(e))
     if a.vividness is not None and model.head.kind != "classification":
-        return usage(f"--vividness needs a classification head; {a.checkpoint} predicts ab directly")
+        return _usage(f"--vividness needs a classification head; {a.checkpoint} predicts ab directly")
+
+    # inputs and outputs: every output is planned, and checked against the inputs, before any work
     files, missing = expand_inputs(a.inputs)
     for m in missing:
         print(f"{m}: skipped: no such file, folder or match", file=sys.stderr)
     if not files:
-        return usage("no input image found")
+        return _usage("no input image found")
     if a.out is not None and a.out.exists() and not a.out.is_dir():
-        return usage(f"--out {a.out}: is a file; give a folder")
+        return _usage(f"--out {a.out}: is a file; give a folder")
     out, plan = plan_outputs(files, a.out, a.format)
     inputs = real_inputs(files, a.inputs)
     if any(out.resolve().is_relative_to(f) for f in inputs.folders):
-        return usage(f"--out {out} is inside an input folder; choose a folder outside the inputs")
+        return _usage(f"--out {out} is inside an input folder; choose a folder outside the inputs")
 
     size = a.size or default_size(model)
     vividness = a.vividness if a.vividness is not None else ckpt.get("vividness")
     tally = colorize_files(plan, model, size, a.batch_size, a.side_by_side, a.overwrite, vividness, inputs)
     tally["skipped"]["no such input"] += len(missing)
+    which = "the shipped reference model" if a.checkpoint == "reference" else a.checkpoint
+    print(summary(tally, out, which, size, vividness))
+    return 0 if sum(tally["skipped"].values()) == 0 and tally["failed"] == 0 else 1
+
+
+def summary(tally: dict, out: Path, which: str, size: int, vividness: float | None) -> str:
+    """The one line a run ends with: what was written where, skipped (by reason) and failed, and
+    the model and settings that made it."""
     n_skipped = sum(tally["skipped"].values())
     reasons = ", ".join(f"{n} {r}" for r, n in tally["skipped"].items() if n)
     line = f"colorize: {tally['written']} written to {out}, {n_skipped} skipped"
     line += f" ({reasons})" if reasons else ""
     line += f", {tally['failed']} failed"
-    which = "the shipped reference model" if a.checkpoint == "reference" else a.checkpoint
     line += f"; model: {which}, working size {size}px"
     line += f", vividness {vividness:g}" if vividness is not None else ""
     if tally["colour_inputs"]:
         line += f"; {tally['colour_inputs']} input(s) already in colour were colorized from their lightness"
-    print(line)
-    return 0 if n_skipped == 0 and tally["failed"] == 0 else 1
+    return line
 
 
 if __name__ == "__main__":

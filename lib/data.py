@@ -2,10 +2,11 @@
 
 The flow (see README): DataLoader workers only decode (lib.images), orient, crop and resize, and
 hand over uint8 RGB (3, H, W). Colour conversion happens once per batch on the training device
-(`to_model`). Nothing holds the data set in memory: a dataset is a list of file names. Which
-photos a loader reads is lib.splits' business: make_loaders reads the train and dev parts,
-part_loader the held-out one. A file that cannot be used is skipped with its reason (lib.images'
-bad-input policy): scanned out at start-up, or caught in a worker and reported once.
+(lib.lab.rgb_to_model, the one conversion from images to model tensors). Nothing holds the data
+set in memory: a dataset is a list of file names. Which photos a loader reads is lib.splits'
+business: make_loaders reads the train and dev parts, part_loader the held-out one. A file that
+cannot be used is skipped with its reason (lib.images' bad-input policy): scanned out at
+start-up, or caught in a worker and reported once.
 """
 
 import functools
@@ -138,7 +139,8 @@ def sample_images(dataset: PhotoFolder, n: int = 6) -> torch.Tensor:
 
 
 def to_model(rgb: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 batch from a loader -> (l, ab) on `device`: the only place training data becomes Lab."""
+    """uint8 batch from a loader -> (l, ab) on `device`. Deprecated: a mere alias of
+    lab.rgb_to_model(rgb.to(device, non_blocking=True)), kept until lib.train calls that instead."""
     rgb = rgb.to(device, non_blocking=True)
     return lab.rgb_to_model(rgb)
 

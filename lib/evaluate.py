@@ -47,7 +47,7 @@ def show(photos: list[str], root: Path, settings: dict) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lib.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--checkpoint", action="append", required=True,
@@ -76,66 +76,47 @@ def main(argv=None) -> int:
         "white | each checkpoint | original, into <out>_photos.png",
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    return p
+
+
+class Refused(Exception):
+    """Why the command stops before writing anything: one line, printed as "error: <it>" (exit 2)."""
+
+
+def main(argv=None) -> int:
+    p = parser()
     a = p.parse_args(argv)
     if a.resize is not None and a.resize < a.size:
         p.error(f"--resize {a.resize} is smaller than the crop --size {a.size}")
     if any(not 0 <= v <= 1 for v in a.vividness or []):
         p.error("--vividness: each value must be from 0 (faithful) to 1 (vivid)")
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    try:
+        return run(a)
+    except Refused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(a: argparse.Namespace) -> int:
+    """The command, its options checked: load, score every model on one pass, write the results."""
     out = Path(a.out or f"runs/evaluate-{datetime.now():%Y%m%d-%H%M%S}.json")
     if out.exists() and not a.overwrite:
-        print(f"error: {out}: exists; choose another --out or add --overwrite", file=sys.stderr)
-        return 2
+        raise Refused(f"{out}: exists; choose another --out or add --overwrite")
     started, device = results.now(), checkpoints.pick_device(a.device)
     try:
         loaded = [checkpoints.load(c, device) for c in a.checkpoint]
         files = splits.split_files(a.data, a.split, a.part) if a.split else None
         loader, skipped = data.folder_loader(a.data, a.size, a.resize, a.batch_size, a.workers, files)
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    # What this command writes must never land on a photo it reads (colorize's one output check).
-    photos = [Path(a.data, f) for f in images.list_images(a.data)]
-    inputs = colorize.Inputs(frozenset(p.resolve() for p in photos), ())
-    for target in (out, out.with_name(f"{out.stem}_photos.png")):
-        if conflict := colorize.output_conflict(target, inputs):
-            print(f"error: --out {out}: {conflict}", file=sys.stderr)
-            return 2
+        raise Refused(str(e)) from None
+    check_outputs(out, a.data)
     where = f"{a.data}, the {a.part} part of {a.split}" if a.split else a.data
     print(f"{len(loader.dataset)} photos from {where} (shorter side {a.resize or a.size}, centre crop "
           f"{a.size}), {len(skipped)} skipped; {device}")  # fmt: skip
     seen = dict(skipped)  # decode-time failures are added (and named) as the loader finds them
-    names = labels(a.checkpoint, [ckpt for _, ckpt in loaded])
-    about, predictors, settings = {}, {}, {}
-    for name, path, (model, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
-        model = model.replace(working_size=a.working_size)
-        if a.vividness and model.head.kind != "classification":
-            print(f"error: {path}: --vividness needs a classification head", file=sys.stderr)
-            return 2
-        for v in a.vividness or [ckpt.get("vividness")]:
-            row = name if not a.vividness else f"{name} (vividness {v:g})"
-            about[row] = {
-                "path": str(path), "sha256": ckpt["sha256"], "model": ckpt["model"],
-                "head": ckpt.get("head", "regression"), "options": ckpt["options"], "epoch": ckpt["epoch"],
-                "trained_on": (ckpt["data"] or {}).get("source"), "vividness": v,
-                "working_size": model.working_size,
-            }  # fmt: skip
-            predictors[row] = model.replace(vividness=v)
-            settings[row] = (model, v)
-    # one pass over the folder: each photo is decoded and converted once, then scored by every model
-    try:
-        rows = metrics.evaluate_all(
-            {**predictors, "gray baseline": metrics.gray_baseline}, loader, device, seen
-        )
-    except ValueError:  # the loader yielded no image: every photo failed to decode
-        print(f"error: {where}: no photo could be scored ({len(seen)} skipped)", file=sys.stderr)
-        return 2
-    for row, scores in rows.items():  # finite weights can still overflow to NaN colours
-        bad = [k for k in metrics.METRICS if not math.isfinite(scores[k])]
-        if bad and row in about:
-            print(f"error: {about[row]['path']}: its colours give NaN or infinite {', '.join(bad)} "
-                  "(weights that overflow float32?); nothing written", file=sys.stderr)  # fmt: skip
-            return 2
+    about, predictors, settings = rows_to_score(a, loaded)
+    rows = score(predictors, loader, device, seen, about, where)
     print(metrics.format_table(rows))
     if seen:  # each was named on its own line as it was found
         print(f"{len(seen)} file(s) skipped (named above, and listed in the results file)")
@@ -155,6 +136,58 @@ def main(argv=None) -> int:
         print(f"written: {figure}")
     print(f"written: {out}")
     return 0
+
+
+def check_outputs(out: Path, folder) -> None:
+    """What this command writes (the results file, its photo grid) must never land on a photo it
+    reads: colorize's one output check (Refused if it would)."""
+    photos = [Path(folder, f) for f in images.list_images(folder)]
+    inputs = colorize.Inputs(frozenset(p.resolve() for p in photos), ())
+    for target in (out, out.with_name(f"{out.stem}_photos.png")):
+        if conflict := colorize.output_conflict(target, inputs):
+            raise Refused(f"--out {out}: {conflict}")
+
+
+def rows_to_score(a: argparse.Namespace, loaded: list) -> tuple[dict, dict, dict]:
+    """One row per (checkpoint, vividness setting): ({row: what the results file says of it},
+    {row: its predictor}, {row: (model, vividness)} for --show). Each model sees the crops at
+    --working-size if given. Refused when --vividness names a checkpoint without a classification
+    head."""
+    names = labels(a.checkpoint, [ckpt for _, ckpt in loaded])
+    about, predictors, settings = {}, {}, {}
+    for name, path, (model, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
+        model = model.replace(working_size=a.working_size)
+        if a.vividness and model.head.kind != "classification":
+            raise Refused(f"{path}: --vividness needs a classification head")
+        for v in a.vividness or [ckpt.get("vividness")]:
+            row = name if not a.vividness else f"{name} (vividness {v:g})"
+            about[row] = {
+                "path": str(path), "sha256": ckpt["sha256"], "model": ckpt["model"],
+                "head": ckpt.get("head", "regression"), "options": ckpt["options"], "epoch": ckpt["epoch"],
+                "trained_on": (ckpt["data"] or {}).get("source"), "vividness": v,
+                "working_size": model.working_size,
+            }  # fmt: skip
+            predictors[row] = model.replace(vividness=v)
+            settings[row] = (model, v)
+    return about, predictors, settings
+
+
+def score(predictors: dict, loader, device, seen: dict, about: dict, where) -> dict:
+    """Every predictor and the gray baseline scored in one pass over the folder (each photo decoded
+    and converted once): {row: scores}. Refused when no photo could be scored, or when a model's
+    scores are not finite (finite weights can still overflow to NaN colours)."""
+    try:
+        rows = metrics.evaluate_all(
+            {**predictors, "gray baseline": metrics.gray_baseline}, loader, device, seen
+        )
+    except ValueError:  # the loader yielded no image: every photo failed to decode
+        raise Refused(f"{where}: no photo could be scored ({len(seen)} skipped)") from None
+    for row, scores in rows.items():
+        bad = [k for k in metrics.METRICS if not math.isfinite(scores[k])]
+        if bad and row in about:
+            raise Refused(f"{about[row]['path']}: its colours give NaN or infinite {', '.join(bad)} "
+                          "(weights that overflow float32?); nothing written")  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":

@@ -15,6 +15,16 @@ THE normalization (used by every model, loader, metric, plot and checkpoint):
 ab / 128 is the original CNN's target scale, so a loss in normalized units is directly comparable
 with the original notebook's MSE (0.0121); multiply by 128**2 to get Lab units**2.
 
+This module is the one place that converts between images and model tensors; no other module
+scales by L_SCALE or AB_SCALE or assembles Lab by hand:
+
+    uint8 sRGB batch        -> (l, ab)       rgb_to_model       (a loader's batch, training, scoring)
+    uint8 gray or sRGB      -> L*            image_to_lightness (a photo's full-resolution lightness)
+    L*                      -> l             normalize_l        (what the model sees)
+    (l, ab)                 -> float sRGB    model_to_rgb       (sample grids; gamut clipped)
+    (L*, ab)                -> uint8 sRGB    lightness_ab_to_rgb8 (colorized photos; L* and hue kept)
+    Lab <-> (l, ab), and each part alone     normalize, denormalize, normalize_l, normalize_ab, ...
+
 Why chunks: on a 2-core CPU, converting a whole (64, 3, 256, 256) batch at once is slower than
 skimage, because every intermediate is a 50 MB tensor and the time goes to memory traffic and to
 page faults on fresh memory. rgb_to_lab works through ~130,000 pixels at a time in buffers it
@@ -219,49 +229,108 @@ def lab_to_rgb8(lab: torch.Tensor) -> torch.Tensor:
     return _chunked(_lab_to_rgb8_block, lab, _consts(lab.device)[1], lut, dtype=torch.uint8)
 
 
-def rgb_to_l(rgb: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) sRGB (uint8 or float in [0, 1]) -> L* (N, 1, H, W): lightness alone, for big
-    photos: a third of rgb_to_lab's output memory, and 1.2-1.4x faster on a 12 MP photo (2 cores)."""
-    _check(rgb, "rgb")
-    weights = _XYZ_FROM_RGB[1].to(rgb.device, torch.float32)
-    return _chunked(_rgb_to_l_block, rgb, _decode_lut(rgb.device), weights, channels=1)
-
-
-def gray_to_l(gray: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W) uint8 gray (R = G = B) -> L* (N, 1, H, W), by a 256-entry table: exact."""
-    levels = torch.arange(256, dtype=torch.uint8).expand(1, 3, 256)[..., None]  # (1, 3, 256, 1)
-    table = rgb_to_l(levels.contiguous()).flatten().to(gray.device)
-    return table[gray.long()]
-
-
 def _check(x, name):
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"{name} must have shape (N, 3, H, W), got {tuple(x.shape)}")
 
 
-# --- the normalization -----------------------------------------------------------------------
+# --- the normalization: Lab units <-> the model's scale --------------------------------------------
+# Every scaling by L_SCALE or AB_SCALE in the project is one of these functions.
+
+
+def normalize_l(lightness: torch.Tensor) -> torch.Tensor:
+    """L* in Lab units ([0, 100]) -> the model's input l = L* / 100 ([0, 1]); any shape."""
+    return lightness / L_SCALE
+
+
+def denormalize_l(l: torch.Tensor) -> torch.Tensor:
+    """The model's l ([0, 1]) -> float32 L* in Lab units ([0, 100]); any shape."""
+    return l.float() * L_SCALE
+
+
+def normalize_ab(ab: torch.Tensor) -> torch.Tensor:
+    """(a*, b*) in Lab units (~[-128, 127]) -> the model's ab = (a*, b*) / 128 (~[-1, 1]); any shape."""
+    return ab / AB_SCALE
+
+
+def denormalize_ab(ab: torch.Tensor) -> torch.Tensor:
+    """The model's ab (~[-1, 1]) -> float32 (a*, b*) in Lab units; any shape. Also turns a difference
+    of normalized ab into one in Lab units (errors, thresholds in Lab units)."""
+    return ab.float() * AB_SCALE
+
+
+def normalize_ab_mse(mse):
+    """A mean squared ab error in Lab units² -> the same error on the model's scale (normalized
+    units², the scale of the training loss): divided by 128². A float or a tensor."""
+    return mse / AB_SCALE**2
+
+
+def zero_ab(l: torch.Tensor) -> torch.Tensor:
+    """The model's ab of no colour (a* = b* = 0) for lightness l (N, 1, H, W): float32 zeros
+    (N, 2, H, W) on l's device. What the gray baseline predicts and a gray picture shows."""
+    return torch.zeros(l.shape[0], 2, *l.shape[2:], device=l.device)
 
 
 def normalize(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lab (N, 3, H, W) -> (l (N, 1, H, W), ab (N, 2, H, W)) on the model's scale."""
-    return lab[:, :1] / L_SCALE, lab[:, 1:] / AB_SCALE
+    """Lab (N, 3, H, W) in Lab units -> (l (N, 1, H, W), ab (N, 2, H, W)) on the model's scale."""
+    return normalize_l(lab[:, :1]), normalize_ab(lab[:, 1:])
 
 
 def denormalize(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """(l, ab) on the model's scale -> Lab (N, 3, H, W) in Lab units."""
-    return torch.cat((l.float() * L_SCALE, ab.float() * AB_SCALE), dim=1)
+    """(l (N, 1, H, W), ab (N, 2, H, W)) on the model's scale -> float32 Lab (N, 3, H, W) in Lab units."""
+    return torch.cat((denormalize_l(l), denormalize_ab(ab)), dim=1)
+
+
+# --- images <-> model tensors ------------------------------------------------------------------
+# Images: uint8 sRGB (N, 3, H, W) or uint8 gray (N, 1, H, W) batches, and a photo's own lightness
+# L* (N, 1, H, W) in Lab units at its full resolution. Model tensors: l and ab on the model's scale.
 
 
 def rgb_to_model(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A uint8 RGB batch straight from a loader -> (model input l, target ab). The normalization is
-    folded into the conversion's last step, which saves two passes over the batch."""
+    """A uint8 sRGB batch (N, 3, H, W), e.g. straight from a loader -> (model input l (N, 1, H, W),
+    target ab (N, 2, H, W)), float32 on rgb's device. The normalization is folded into the
+    conversion's last step, which saves two passes over the batch (so l and ab may differ from
+    normalize(rgb_to_lab(rgb)) in the last bit of a float32)."""
     out = _to_lab(rgb, (L_SCALE, AB_SCALE, AB_SCALE))
     return out[:, :1], out[:, 1:]
 
 
 def model_to_rgb(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """(l, predicted ab) on the model's scale -> float RGB in [0, 1], shape (N, 3, H, W)."""
+    """(l (N, 1, H, W), ab (N, 2, H, W)) on the model's scale -> float32 sRGB in [0, 1], shape
+    (N, 3, H, W); colours outside the sRGB gamut are clipped per channel (lab_to_rgb)."""
     return lab_to_rgb(denormalize(l, ab))
+
+
+def image_to_lightness(image: torch.Tensor) -> torch.Tensor:
+    """A photo's own lightness, at full resolution: uint8 gray (N, 1, H, W) (R = G = B), or sRGB
+    (N, 3, H, W), uint8 or float in [0, 1] -> float32 L* (N, 1, H, W) in Lab units ([0, 100]).
+
+    Lightness alone, for big photos: a third of rgb_to_lab's output memory, and 1.2-1.4x faster
+    on a 12 MP photo (2 cores). A gray image takes a 256-entry table (exact, ~10x faster again).
+    Agrees with rgb_to_lab's L* to ~1e-4. normalize_l gives the model's input l."""
+    if image.ndim == 4 and image.shape[1] == 1 and image.dtype == torch.uint8:
+        levels = torch.arange(256, dtype=torch.uint8).expand(1, 3, 256)[..., None]  # (1, 3, 256, 1)
+        table = _rgb_to_lightness(levels.contiguous()).flatten().to(image.device)
+        return table[image.long()]
+    if image.ndim == 4 and image.shape[1] == 3:
+        return _rgb_to_lightness(image)
+    raise ValueError(
+        f"image must have shape (N, 1, H, W) (uint8 gray) or (N, 3, H, W) (sRGB), got "
+        f"{tuple(image.shape)} {image.dtype}"
+    )
+
+
+def _rgb_to_lightness(rgb):
+    weights = _XYZ_FROM_RGB[1].to(rgb.device, torch.float32)
+    return _chunked(_rgb_to_l_block, rgb, _decode_lut(rgb.device), weights, channels=1)
+
+
+def lightness_ab_to_rgb8(lightness: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """A photo's own L* (N, 1, H, W) in Lab units with ab (N, 2, H, W) on the model's scale, of the
+    same size -> uint8 sRGB (N, 3, H, W): colours outside the sRGB gamut keep their L* and hue
+    (lab_to_rgb8). The full-resolution output of a colorizer: the photo's lightness as it is
+    (never through l and back), the predicted colour upsampled to it."""
+    return lab_to_rgb8(torch.cat((lightness, denormalize_ab(ab)), dim=1))
 
 
 def to_uint8(rgb: torch.Tensor) -> torch.Tensor:

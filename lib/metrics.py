@@ -99,7 +99,7 @@ def image_metrics(rgb_true: torch.Tensor, ab_pred: torch.Tensor, lab_true=None) 
     rgb_pred = lab.model_to_rgb(l_true, ab_pred) * 255
     rgb_t = rgb_true.float()
 
-    ab_err = (ab_pred - ab_true) * lab.AB_SCALE
+    ab_err = lab.denormalize_ab(ab_pred - ab_true)  # Lab units
     lab_shown = lab.rgb_to_lab(rgb_pred / 255)  # what a viewer sees, gamut-clipped
     de = deltaE_ciede2000(_hwc_float64(lab_true), _hwc_float64(lab_shown), channel_axis=-1)
     true_np, pred_np = _hwc_float64(rgb_t), _hwc_float64(rgb_pred)
@@ -125,7 +125,7 @@ def image_metrics(rgb_true: torch.Tensor, ab_pred: torch.Tensor, lab_true=None) 
         "colourfulness": cf_pred,
         "colourfulness_true": cf_true,
         "delta_cf": (cf_pred - cf_true).abs(),
-        "auc": auc(ab_pred * lab.AB_SCALE, ab_true * lab.AB_SCALE),
+        "auc": auc(lab.denormalize_ab(ab_pred), lab.denormalize_ab(ab_true)),
     }
 
 
@@ -136,7 +136,7 @@ def _hwc_float64(x: torch.Tensor):
 
 def gray_baseline(l: torch.Tensor) -> torch.Tensor:
     """The "no colour" prediction: a = b = 0 everywhere (normalized, same shape a model returns)."""
-    return torch.zeros(l.shape[0], 2, *l.shape[2:], device=l.device)
+    return lab.zero_ab(l)
 
 
 def evaluate(predict, loader, device="cpu", seen_skips: dict | None = None) -> dict:
@@ -185,7 +185,7 @@ def _evaluate_all(predictors: dict, loader, device, seen_skips: dict | None) -> 
             continue
         rgb = rgb.to(device)
         lab_true = lab.rgb_to_lab(rgb)  # once per batch: the models' input and the metrics' truth
-        l = lab.normalize(lab_true)[0]
+        l = lab.normalize_l(lab_true[:, :1])
         for name, predict in predictors.items():
             # our models through their head (a classifier's logits become ab); any other callable as is
             ab = predict(l)
@@ -199,7 +199,7 @@ def _evaluate_all(predictors: dict, loader, device, seen_skips: dict | None) -> 
     seconds, out = time.perf_counter() - t0, {}
     for name, values in per_image.items():
         out[name] = {k: sum(v) / n for k, v in values.items()}
-        out[name]["mse_normalized"] = out[name]["ab_mse"] / lab.AB_SCALE**2
+        out[name]["mse_normalized"] = lab.normalize_ab_mse(out[name]["ab_mse"])
         # 6 significant digits: far finer than any difference between photos, and results files
         # that keep a few hundred photos' metrics for every model and seed stay small
         rounded = {k: [float(f"{x:.6g}") for x in v] for k, v in values.items()}

@@ -73,6 +73,6 @@ def zero_prediction_mse(loader) -> float:
     sq, n = 0.0, 0
     for rgb, _ in loader:
         _, ab = lab.rgb_to_model(rgb)
-        target = (ab * lab.AB_SCALE + 128) / 255
+        target = (lab.denormalize_ab(ab) + 128) / 255  # a*, b* in Lab units, then the ResNet's scale
         sq, n = sq + target.double().pow(2).sum().item(), n + target.numel()
     return sq / n

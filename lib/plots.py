@@ -225,7 +225,7 @@ def sample_grid(rgb_true: torch.Tensor, predictions: dict):
     `predictions` maps a model name to its predicted normalized ab for `rgb_true` (uint8 batch).
     """
     l, _ = lab.rgb_to_model(rgb_true)
-    gray = lab.model_to_rgb(l, torch.zeros(l.shape[0], 2, *l.shape[2:]))
+    gray = lab.model_to_rgb(l, lab.zero_ab(l))
     cols = {"gray input": gray}
     cols |= {label(k): lab.model_to_rgb(l, ab) for k, ab in predictions.items()}
     cols["ground truth"] = rgb_true

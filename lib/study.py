@@ -116,16 +116,8 @@ def summarize(per_image: dict, gray: dict, costs: dict | None = None, resamples:
     for no models, no seeds, no photos, lists of different lengths, a metric missing from part of
     the data, or costs of a model that has no results.
     """
-    if not per_image:
-        raise ValueError("summarize: no models in per_image")
-    if GRAY in per_image:
-        raise ValueError(f"summarize: a model may not be called {GRAY!r}: that name is the baseline's")
-    keys = _metric_keys(per_image, gray)
-    n = _check_lengths(per_image, gray, keys)
     costs = costs or {}
-    unknown = [m for m in costs if m not in per_image]
-    if unknown:
-        raise ValueError(f"summarize: costs name models with no results: {unknown}")
+    keys, n = _check_study(per_image, gray, costs)
     level = 0.95
     gray_photo = {k: np.asarray(gray[k], dtype=np.float64) for k in keys}
     # each photo's metric averaged over the model's seeds: the unit every comparison pairs
@@ -133,16 +125,7 @@ def summarize(per_image: dict, gray: dict, costs: dict | None = None, resamples:
         name: {k: np.mean([np.asarray(s[k], dtype=np.float64) for s in seeds.values()], axis=0) for k in keys}
         for name, seeds in per_image.items()
     }
-
-    # every comparison (first, second, metric) in one bootstrap pass: the same resampled photos for all
-    wanted = [(name, GRAY, k) for name in per_image for k in keys]
-    wanted += [(a, b, k) for a, b in combinations(per_image, 2) for k in keys]
-    both = photo | {GRAY: gray_photo}
-    found = _bootstrap(np.stack([both[a][k] - both[b][k] for a, b, k in wanted]), resamples, seed, level)
-    c = {
-        w: {"mean": mean, "low": low, "high": high, "verdict": verdict(low, high, _higher(w[2]))}
-        for w, (mean, low, high) in zip(wanted, found, strict=True)
-    }
+    c = _comparisons(photo | {GRAY: gray_photo}, list(per_image), keys, resamples, seed, level)
     pairs = [{"a": a, "b": b} | {k: c[a, b, k] for k in keys} for a, b in combinations(per_image, 2)]
     truth = {k: float(np.mean(gray[f"{k}_true"])) for k in keys if f"{k}_true" in gray}
     return {
@@ -160,6 +143,35 @@ def summarize(per_image: dict, gray: dict, costs: dict | None = None, resamples:
         "truth": truth,
         "vs_gray": {name: {k: c[name, GRAY, k] for k in keys} for name in per_image},
         "pairs": pairs,
+    }
+
+
+def _check_study(per_image: dict, gray: dict, costs: dict) -> tuple[list[str], int]:
+    """(the metric keys, the number of photos) of summarize's input, or ValueError naming what is
+    wrong with it (see summarize)."""
+    if not per_image:
+        raise ValueError("summarize: no models in per_image")
+    if GRAY in per_image:
+        raise ValueError(f"summarize: a model may not be called {GRAY!r}: that name is the baseline's")
+    keys = _metric_keys(per_image, gray)
+    n = _check_lengths(per_image, gray, keys)
+    unknown = [m for m in costs if m not in per_image]
+    if unknown:
+        raise ValueError(f"summarize: costs name models with no results: {unknown}")
+    return keys, n
+
+
+def _comparisons(photo: dict, models: list[str], keys: list[str], resamples: int, seed: int, level: float):
+    """{(a, b, metric): {"mean", "low", "high", "verdict"}} of a minus b, photo by photo, for each
+    of `models` against the gray baseline (GRAY) and each pair of models in their order. photo:
+    {name: {metric: per-photo values}}, GRAY's too. Every comparison in one bootstrap pass: the same
+    resampled photos for all."""
+    wanted = [(name, GRAY, k) for name in models for k in keys]
+    wanted += [(a, b, k) for a, b in combinations(models, 2) for k in keys]
+    found = _bootstrap(np.stack([photo[a][k] - photo[b][k] for a, b, k in wanted]), resamples, seed, level)
+    return {
+        w: {"mean": mean, "low": low, "high": high, "verdict": verdict(low, high, _higher(w[2]))}
+        for w, (mean, low, high) in zip(wanted, found, strict=True)
     }
 
 

@@ -81,14 +81,6 @@ def test_out_of_gamut_colours_keep_lightness_and_hue():
     assert (shown[:, 1:].norm(dim=1)[out] <= x[:, 1:].norm(dim=1)[out] + 0.5).all()  # chroma
 
 
-def test_lightness_alone_matches_rgb_to_lab():
-    rgb = torch.randint(0, 256, (2, 3, 50, 70), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(lab.rgb_to_l(rgb), lab.rgb_to_lab(rgb)[:, :1], atol=1e-3)
-    assert torch.allclose(lab.rgb_to_l(rgb.float() / 255), lab.rgb_to_lab(rgb)[:, :1], atol=1e-3)
-    gray = rgb[:, :1]
-    assert torch.allclose(lab.gray_to_l(gray), lab.rgb_to_lab(gray.expand(-1, 3, -1, -1))[:, :1], atol=1e-3)
-
-
 def test_every_input_mode(model):
     rgba = photo(40, 30).convert("RGBA")
     rgba.putalpha(Image.fromarray(np.tile(np.arange(40, dtype=np.uint8) * 6, (30, 1))))

@@ -206,6 +206,75 @@ def test_model_to_rgb_bad_channels_raise():
         lab.model_to_rgb(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
 
 
+def test_each_part_of_the_normalization_is_its_own_scale():
+    """normalize_l / normalize_ab and their inverses are exactly the documented scales (L*/100,
+    (a*, b*)/128), normalize and denormalize are made of them, and an ab MSE in Lab units² goes
+    to the training loss's scale: the MSE of the normalized values."""
+    labs = lab.rgb_to_lab(random_rgb(seed=5))
+    L, ab_units = labs[:, :1], labs[:, 1:]
+    assert torch.equal(lab.normalize_l(L), L / 100)
+    assert torch.equal(lab.normalize_ab(ab_units), ab_units / 128)
+    l, ab = lab.normalize(labs)  # noqa: E741
+    assert torch.equal(l, lab.normalize_l(L)) and torch.equal(ab, lab.normalize_ab(ab_units))
+    assert torch.equal(lab.denormalize_l(l), l * 100) and torch.equal(lab.denormalize_ab(ab), ab * 128)
+    assert torch.equal(lab.denormalize(l, ab), torch.cat((l * 100, ab * 128), 1))
+    assert lab.denormalize_ab(ab.half()).dtype == torch.float32
+    other = lab.rgb_to_lab(random_rgb(seed=6))[:, 1:]
+    mse_units = (ab_units - other).pow(2).mean()
+    mse_model = (lab.normalize_ab(ab_units) - lab.normalize_ab(other)).pow(2).mean()
+    torch.testing.assert_close(lab.normalize_ab_mse(mse_units), mse_model)
+    assert lab.normalize_ab_mse(128.0**2) == 1.0
+
+
+def test_zero_ab_is_gray():
+    """zero_ab: the ab of no colour, shaped for l; with any lightness it shows R = G = B."""
+    l, _ = lab.rgb_to_model(random_rgb(seed=7))  # noqa: E741
+    zero = lab.zero_ab(l)
+    assert zero.shape == (3, 2, 17, 23) and zero.dtype == torch.float32 and not zero.any()
+    rgb = lab.to_uint8(lab.model_to_rgb(l, zero))
+    assert (rgb.int() - rgb[:, :1].int()).abs().max() <= 1  # gray, to rounding
+
+
+def test_image_to_lightness_matches_rgb_to_lab():
+    """A photo's lightness alone, from uint8 or float sRGB or from uint8 gray (by its table), is
+    rgb_to_lab's L*, in Lab units, at the image's own size."""
+    rgb = torch.randint(0, 256, (2, 3, 50, 70), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    L = lab.rgb_to_lab(rgb)[:, :1]
+    out = lab.image_to_lightness(rgb)
+    assert out.shape == (2, 1, 50, 70) and out.dtype == torch.float32
+    assert torch.allclose(out, L, atol=1e-3)
+    assert torch.allclose(lab.image_to_lightness(rgb.float() / 255), L, atol=1e-3)
+    gray = rgb[:, :1]
+    gray_as_rgb = gray.expand(-1, 3, -1, -1)
+    assert torch.allclose(lab.image_to_lightness(gray), lab.rgb_to_lab(gray_as_rgb)[:, :1], atol=1e-3)
+    # the gray table is exact: the very values the sRGB path gives for R = G = B
+    assert torch.equal(lab.image_to_lightness(gray), lab.image_to_lightness(gray_as_rgb))
+    levels = lab.image_to_lightness(torch.tensor([0, 255], dtype=torch.uint8).view(1, 1, 1, 2))
+    torch.testing.assert_close(levels.flatten(), torch.tensor([0.0, 100.0]), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "image", [torch.zeros(1, 1, 4, 4), torch.zeros(1, 2, 4, 4, dtype=torch.uint8), torch.zeros(3, 4, 4)]
+)
+def test_image_to_lightness_refuses_what_is_not_a_gray_or_rgb_batch(image):
+    with pytest.raises(ValueError, match="shape"):
+        lab.image_to_lightness(image)
+
+
+def test_lightness_ab_to_rgb8_keeps_the_photos_own_lightness():
+    """A full-resolution L* with normalized ab is the uint8 photo of that Lab (lab_to_rgb8, bit for
+    bit), and its lightness is the given L* even where the colour is outside the sRGB gamut."""
+    g = torch.Generator().manual_seed(8)
+    L = torch.rand(2, 1, 40, 30, generator=g) * 100
+    ab = (torch.rand(2, 2, 40, 30, generator=g) - 0.5) * 2  # up to |a*|, |b*| = 128: many out of gamut
+    rgb8 = lab.lightness_ab_to_rgb8(L, ab)
+    assert rgb8.dtype == torch.uint8 and rgb8.shape == (2, 3, 40, 30)
+    assert torch.equal(rgb8, lab.lab_to_rgb8(torch.cat((L, ab * 128), 1)))
+    assert (lab.rgb_to_lab(rgb8)[:, :1] - L).abs().max() <= 1.0  # 8-bit rounding only
+    gray = lab.lightness_ab_to_rgb8(L, lab.zero_ab(L))
+    assert (gray.int() - gray[:, :1].int()).abs().max() <= 1
+
+
 # --- to_uint8 ---------------------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """The project's own promises: one dependency list, the two README commands, CI calls the tests."""
 
+import ast
 import json
 import re
 import subprocess
@@ -345,3 +346,84 @@ def test_the_fast_tier_tests_every_lib_module():
         imported |= set(re.findall(r"\blib\.(\w+)", text))
     modules = {p.stem for p in (ROOT / "lib").glob("*.py")} - {"__init__"}
     assert modules - imported == set()
+
+
+MAX_FUNCTION_LINES = 60  # from the first decorator to the last line, docstring included
+MAX_MODULE_LINES = 500
+
+
+def oversized(path: Path, root: Path = ROOT) -> list[str]:
+    """The functions of one source file over MAX_FUNCTION_LINES, and the file itself if it is over
+    MAX_MODULE_LINES, named relative to `root`: 'lib/x.py:12 name (61 lines)', 'lib/x.py (501 lines)'."""
+    source = path.read_text()
+    where = path.relative_to(root).as_posix()
+    found = []
+    for node in ast.walk(ast.parse(source, filename=str(path))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            lines = node.end_lineno - first + 1
+            if lines > MAX_FUNCTION_LINES:
+                found.append(f"{where}:{first} {node.name} ({lines} lines)")
+    if len(source.splitlines()) > MAX_MODULE_LINES:
+        found.append(f"{where} ({len(source.splitlines())} lines)")
+    return found
+
+
+def test_oversized_finds_long_functions_and_modules(tmp_path):
+    """The size check itself, on a file written for it: a decorated function of 61 lines is
+    found (its decorator counted), one of 60 is not, nor a short module."""
+    body = "    x = 0\n" * 57
+    short = "def fits():\n" + '    """60 lines."""\n' + body + "    return x\n"
+    long = "@staticmethod\ndef too_long():\n" + '    """61 lines."""\n' + body + "    return x\n"
+    path = tmp_path / "probe.py"
+    path.write_text(short + "\n\n" + long)
+    assert oversized(path, tmp_path) == ["probe.py:63 too_long (61 lines)"]
+    path.write_text(short * 8)  # 480 lines
+    assert oversized(path, tmp_path) == []
+    path.write_text(short * 9)
+    assert oversized(path, tmp_path) == ["probe.py (540 lines)"]
+
+
+def test_no_function_over_60_lines_and_no_module_over_500():
+    """Every function of lib (decorators and docstring counted) fits on one screen, and every
+    module stays a file one can read through."""
+    offenders = [o for path in sorted((ROOT / "lib").glob("*.py")) for o in oversized(path)]
+    assert not offenders, "over the size limits:\n" + "\n".join(offenders)
+
+
+SCALES = {"L_SCALE", "AB_SCALE"}  # lib.lab's normalization constants
+
+
+def scales_by_hand(path: Path, root: Path = ROOT) -> list[str]:
+    """Where a source file reads lib.lab's normalization constants itself, 'lib/x.py:12 AB_SCALE':
+    scaling between Lab units and the model's scale that lib.lab's functions should do."""
+    where = path.relative_to(root).as_posix()
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            names = [a.name for a in node.names]
+        else:
+            names = [getattr(node, "attr", None) or getattr(node, "id", None)]
+        found += [f"{where}:{node.lineno} {n}" for n in names if n in SCALES]
+    return found
+
+
+def test_scales_by_hand_finds_every_use_of_the_constants(tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text(
+        "from lib import lab\nfrom lib.lab import AB_SCALE\n\n\ndef f(x):\n"
+        "    return x * lab.AB_SCALE / 100, lab.L_SCALE_NOTE, lab.normalize_l(x)\n"
+    )
+    assert sorted(scales_by_hand(path, tmp_path)) == ["probe.py:2 AB_SCALE", "probe.py:6 AB_SCALE"]
+
+
+def test_only_lib_lab_converts_between_lab_units_and_the_models_scale():
+    """One conversion path between images and model tensors: no module but lib.lab scales by its
+    L_SCALE or AB_SCALE (they use lab.normalize_l, lab.denormalize_ab, lab.rgb_to_model, ...)."""
+    offenders = [
+        o
+        for path in sorted((ROOT / "lib").glob("*.py"))
+        if path.name != "lab.py"
+        for o in scales_by_hand(path)
+    ]
+    assert not offenders, "scaled by hand, not through lib.lab:\n" + "\n".join(offenders)
