@@ -39,8 +39,10 @@ def main() -> int:
         loaders = data.make_loaders(str(Path(tmp) / "photos"), 224, 64, augment="crop",
                                     pin_memory=device.type == "cuda")  # fmt: skip
         t0 = time.perf_counter()
-        _, run = train.fit("resnet18", loaders, Path(tmp) / "run", epochs=1, lr=0.01, device=device,
-                           progress=False, compile_model=a.compile)  # fmt: skip
+        settings = train.Settings(
+            "resnet18", epochs=1, lr=0.01, device=device, progress=False, compile=a.compile
+        )
+        _, run = train.fit(settings, loaders, Path(tmp) / "run")
         total = time.perf_counter() - t0
     epoch = run["history"][0]
     train_rate = epoch["images_per_s"]

@@ -35,7 +35,7 @@ def one_epoch(folder: str, n: int, out: str) -> dict:
     from lib import data, train  # imported here: the parent process never loads torch
 
     loaders = data.make_loaders(folder, 32, 32, max_images=n, augment="crop")
-    _, run = train.fit("original_cnn", loaders, out, epochs=1, device="cpu", progress=False)
+    _, run = train.fit(train.Settings("original_cnn", epochs=1, device="cpu", progress=False), loaders, out)
     return {
         "images": n, "n_train": run["data"]["n_train"], "n_val": run["data"]["n_val"],
         "seconds": run["history"][0]["seconds"], "workers": loaders.train.num_workers,

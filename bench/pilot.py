@@ -48,10 +48,11 @@ def main(argv=None) -> int:
         for label, (name, options) in MODELS.items():
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
-                _, run = train.fit(
-                    name, loaders, tmp, options=options, epochs=a.epochs, lr=recipe["lr"],
-                    schedule=recipe["schedule"], bf16=a.bf16, seed=0, progress=False, device="cpu",
+                settings = train.Settings(
+                    name, options, epochs=a.epochs, lr=recipe["lr"], schedule=recipe["schedule"],
+                    precision="bf16" if a.bf16 else "fp32", seed=0, progress=False, device="cpu",
                 )  # fmt: skip
+                _, run = train.fit(settings, loaders, tmp)
                 total = time.perf_counter() - t0
             seconds = [h["seconds"] for h in run["history"]]
             row = {

@@ -6,7 +6,7 @@ Both deliver the same thing to a model: batches of 64 random 224 px crops (Rando
 of 256x256 JPEGs, as L input and ab target tensors. The original (Melas' GrayscaleImageFolder, the
 ResNet notebook) decoded, cropped and converted each image to Lab with scikit-image inside
 __getitem__, with no worker processes. Ours: worker processes decode and crop to uint8, and the
-batch is converted to Lab at once (lib.data.make_loaders + lib.data.to_model).
+batch is converted to Lab at once (lib.data.make_loaders + lib.lab.rgb_to_model).
 
 No model runs here, so our pipeline gets the whole machine: one worker per core, and one thread for
 the conversion in the main process (more would fight the workers for the same cores). Using every
@@ -30,7 +30,7 @@ from skimage.color import rgb2gray, rgb2lab
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from lib import data, results
+from lib import data, lab, results
 
 
 class OriginalDesign(Dataset):
@@ -77,7 +77,7 @@ def main() -> int:
         loaders = data.make_loaders(tmp, 224, 64, augment="crop", workers=workers)
         loaders.train.sampler.set_epoch(1)
         torch.set_num_threads(1)
-        ours = rate((data.to_model(rgb, "cpu") for rgb, _ in loaders.train), limit)
+        ours = rate((lab.rgb_to_model(rgb) for rgb, _ in loaders.train), limit)
         torch.set_num_threads(threads)
     ratio = ours / original
     print(f"original design (per-image scikit-image Lab, no workers): {original:.0f} images/s; "

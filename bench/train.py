@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/train.py [--device cpu|cuda] [--sizes 64 128 224] [--out runs/bench/train.json]
 
-One training step is exactly what lib.train.fit does per batch (channels-last model, bf16 autocast
-on CUDA, the model's loss, backward, Adam), on batches of 32 with random L and ab: the speed of a
-convolution does not depend on the pixel values, and the data pipeline has its own benchmark
+One training step is exactly what lib.train.fit does per batch at its default precision
+(channels-last model, bf16 autocast on CUDA, the model's loss, backward, Adam), on batches of 32
+with random L and ab: the speed of a convolution does not depend on the pixel values, and the data
+pipeline has its own benchmark
 (bench/pipeline.py). Each model and size runs in a fresh process, so its peak RSS is its own; one
 warm-up step, then steps for at least --seconds (and at least 3), and the median step time.
 """
@@ -29,9 +30,10 @@ def measure(model_name: str, size: int, batch: int, device: str, seconds: float)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     l = torch.rand(batch, 1, size, size, device=device)
     ab = (torch.rand(batch, 2, size, size, device=device) - 0.5) * 0.5
+    dtype = train.PRECISIONS[train.Settings().precision_on(device)]  # the default: "auto"
 
     def step():
-        loss = model.head.loss(train.forward(model, l, device), ab)
+        loss = model.head.loss(train.forward(model, l, dtype), ab, l)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

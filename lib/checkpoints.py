@@ -8,11 +8,11 @@ colorizers package of Zhang et al. keeps inference apart from training the same 
 A checkpoint is a dict saved with torch.save and loaded with weights_only=True:
   format          CHECKPOINT_FORMAT
   model, options  the name in models.MODELS and its constructor's options: enough to rebuild it
-  head            "regression" or "classification": how to read the model's output
+  head            its head's name (models.HEADS): how to read the model's output
   normalization   lib.lab.NORMALIZATION, which inference checks instead of guessing
   state_dict      the weights
   epoch, val_loss, data, git_commit   which training produced it, on what
-  ab_prior        (classification) the training photos' colour prior, for vividness settings
+  ab_prior        (a head that uses_prior) the training photos' colour prior, for vividness
   working_size, vividness   (the reference model) how it sees photos and its default setting
 
 Precision: all inference runs in float32, outside any autocast (Inference), so a sample grid,
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lib import datasets, lab, models, results
+from lib import lab, models, results
 
 CHECKPOINT_FORMAT = "bw-colorization-checkpoint/1"
 
@@ -126,7 +126,7 @@ def load(path, device="cpu") -> tuple["Inference", dict]:
     problem = _misfit(ckpt, model)
     if problem:
         raise ValueError(f"{path}: malformed checkpoint: {problem}")
-    if ckpt.get("ab_prior") is not None and model.head.kind == "classification":
+    if ckpt.get("ab_prior") is not None and model.head.uses_prior:
         model.head.set_prior(ckpt["ab_prior"], weights=False)  # the weights are the loaded ones
     ckpt["sha256"] = sha
     return Inference(model.to(device).eval(), ckpt, ckpt.get("working_size"), ckpt.get("vividness")), ckpt
@@ -167,8 +167,8 @@ def _malformed(ckpt: dict) -> str | None:
         isinstance(k, str) and isinstance(v, _SCALARS) for k, v in options.items()
     ):
         return "'options' must be a dict of names to plain values (str, number, bool, None)"
-    if ckpt["head"] not in ("regression", "classification"):
-        return f"'head' must be 'regression' or 'classification', found {_found(ckpt['head'])}"
+    if not isinstance(ckpt["head"], str) or ckpt["head"] not in models.HEADS:
+        return f"'head' must be one of {', '.join(map(repr, models.HEADS))}, found {_found(ckpt['head'])}"
     state = ckpt["state_dict"]
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
@@ -205,19 +205,10 @@ def _malformed(ckpt: dict) -> str | None:
 
 def _misfit(ckpt: dict, model) -> str | None:
     """What of a checkpoint does not fit the model built from it, or None: its head, and what that
-    head reads (a vividness setting needs a classification head and its colour prior, one
-    probability per colour bin)."""
+    head reads (models.Head.misfit: e.g. a vividness setting needs a head that takes one)."""
     if ckpt["head"] != model.head.kind:
         return f"'head' is {ckpt['head']!r}, but its options build a {model.head.kind} head"
-    if ckpt.get("vividness") is not None and model.head.kind != "classification":
-        return "'vividness' is set, which needs a classification head"
-    prior = ckpt.get("ab_prior")
-    if model.head.kind == "classification":
-        if prior is not None and len(prior) != len(model.head.bins):
-            return f"'ab_prior' has {len(prior)} values, one per colour bin would be {len(model.head.bins)}"
-        if prior is None and ckpt.get("vividness") is not None:
-            return "'vividness' is set without the 'ab_prior' that a vividness setting needs"
-    return None
+    return model.head.misfit(ckpt)
 
 
 def chosen(run: dict) -> dict:
@@ -229,24 +220,6 @@ def chosen(run: dict) -> dict:
 def best(run: dict) -> str:
     """The path of the checkpoint a run's dev part chose (chosen)."""
     return chosen(run)["path"]
-
-
-def export_reference(checkpoint, out, working_size: int, vividness: float | None, ab_prior=None) -> str:
-    """Write a trained checkpoint as a file to ship (lib/weights/reference.pt): the weights in
-    float16 (half the size), plus the working size and default vividness that every inference path
-    then uses, and the colour prior of its training photos (from the checkpoint, else `ab_prior`,
-    the run record's). Never replaces a file. Returns the new file's SHA-256, for REFERENCE_SHA256."""
-    _, ckpt = load(checkpoint)  # refuses what is not one of our checkpoints
-    state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    kept = ("format", "model", "options", "head", "normalization", "epoch", "val_loss", "data", "git_commit")
-    ref = {k: ckpt[k] for k in kept} | {"state_dict": state, "working_size": working_size}
-    ref |= {"vividness": vividness, "ab_prior": ckpt.get("ab_prior", ab_prior)}
-    ref["exported_from"] = {"file": Path(checkpoint).name, "sha256": ckpt["sha256"]}
-    try:
-        results.write_atomic(out, lambda tmp: torch.save(ref, tmp), replace=False)
-    except FileExistsError:
-        raise FileExistsError(f"{out}: exists; move it away first") from None
-    return datasets.sha256(out)
 
 
 # --- prediction -----------------------------------------------------------------------------------

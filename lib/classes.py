@@ -84,7 +84,7 @@ def nearest_bins(ab: torch.Tensor, bins: torch.Tensor, k: int = NEIGHBOURS):
     _CHUNK pixels at a time, so a (32, 2, 64, 64) batch never holds more than ~34 MB of distances.
     """
     n, _, h, w = ab.shape
-    pixels = ab.detach().float().permute(0, 2, 3, 1).reshape(-1, 2) * lab.AB_SCALE
+    pixels = lab.denormalize_ab(ab.detach()).permute(0, 2, 3, 1).reshape(-1, 2)
     bins = bins.to(pixels)
     lattice = _lattice_table(bins)
     dist, index = [], []
@@ -223,7 +223,7 @@ def annealed_mean(logits, bins, temperature: float = TEMPERATURE) -> torch.Tenso
     Zhang's f_T(z) = exp(log z / T) / sum(...) applied to z = softmax(logits), since log z = logits
     minus a per-pixel constant, which the softmax removes."""
     p = F.softmax(logits.float() / temperature, dim=1)
-    return torch.einsum("nqhw,qc->nchw", p, bins.to(p)) / lab.AB_SCALE
+    return lab.normalize_ab(torch.einsum("nqhw,qc->nchw", p, bins.to(p)))
 
 
 def vividness_setting(vividness: float) -> tuple[float, float]:

@@ -356,7 +356,7 @@ def main(argv=None) -> int:
         model, ckpt = checkpoints.load(a.checkpoint, checkpoints.pick_device(a.device))
     except (ValueError, RuntimeError) as e:
         return _usage(str(e))
-    if a.vividness is not None and model.head.kind != "classification":
+    if a.vividness is not None and not model.head.takes_vividness:
         return _usage(f"--vividness needs a classification head; {a.checkpoint} predicts ab directly")
 
     # inputs and outputs: every output is planned, and checked against the inputs, before any work

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
-from lib import datasets, images, lab, splits
+from lib import datasets, images, splits
 
 # --- the dataset ---------------------------------------------------------------------------------
 
@@ -136,13 +136,6 @@ def sample_images(dataset: PhotoFolder, n: int = 6) -> torch.Tensor:
     picks = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int)
     items = [dataset[int(i)] for i in picks]
     return torch.stack([x for x in items if isinstance(x, torch.Tensor)])
-
-
-def to_model(rgb: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 batch from a loader -> (l, ab) on `device`. Deprecated: a mere alias of
-    lab.rgb_to_model(rgb.to(device, non_blocking=True)), kept until lib.train calls that instead."""
-    rgb = rgb.to(device, non_blocking=True)
-    return lab.rgb_to_model(rgb)
 
 
 # --- loaders -----------------------------------------------------------------------------------------

@@ -157,13 +157,13 @@ def rows_to_score(a: argparse.Namespace, loaded: list) -> tuple[dict, dict, dict
     about, predictors, settings = {}, {}, {}
     for name, path, (model, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
         model = model.replace(working_size=a.working_size)
-        if a.vividness and model.head.kind != "classification":
+        if a.vividness and not model.head.takes_vividness:
             raise Refused(f"{path}: --vividness needs a classification head")
         for v in a.vividness or [ckpt.get("vividness")]:
             row = name if not a.vividness else f"{name} (vividness {v:g})"
             about[row] = {
                 "path": str(path), "sha256": ckpt["sha256"], "model": ckpt["model"],
-                "head": ckpt.get("head", "regression"), "options": ckpt["options"], "epoch": ckpt["epoch"],
+                "head": ckpt["head"], "options": ckpt["options"], "epoch": ckpt["epoch"],
                 "trained_on": (ckpt["data"] or {}).get("source"), "vividness": v,
                 "working_size": model.working_size,
             }  # fmt: skip

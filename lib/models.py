@@ -2,17 +2,19 @@
 their two heads.
 
 Every model takes the normalized lightness l = L/100, shape (N, 1, H, W), and is a body (its own
-layers, up to 32 channels at half the input's size) followed by `model.head`, one of two parts:
+layers, up to 32 channels at half the input's size) followed by `model.head`, a Head (HEADS):
   RegressionHead      predicts normalized ab = (a, b)/128, shape (N, 2, H, W), at the input size
                       (see lib/lab.py); its loss is the MSE. Every model's default, with the
                       network's own last layers (the original's tanh and upsampling kept).
   ClassificationHead  predicts logits over the ab bins of lib/classes.py at half the input's size
                       (Zhang et al. 2016); its loss is the rebalanced cross-entropy.
-So that no code need tell them apart, each head has `kind` ("regression" or "classification"),
-`to_ab(output, size, vividness)` (the model's output -> ab at `size`) and `loss(output, ab)`.
-Any network takes either head: `build_model(name, head="classification", rebalance=..., ...)`.
+So that no code need tell them apart, every head has `kind` (its name in HEADS),
+`to_ab(output, size, vividness)` (the model's output -> ab at `size`), `loss(output, ab, l)` and
+capabilities that callers ask instead of its name (Head). Any network takes any head:
+`build_model(name, head="classification", rebalance=..., ...)`.
 
-A new network is one class here, registered in MODELS (README, "Train, score, and add a model").
+A new network is one class here, registered in MODELS; a new head is one subclass of Head, which
+registers itself (README, "Train, score, and add a model").
 """
 
 from collections import OrderedDict
@@ -32,29 +34,66 @@ def _match_size(ab, size):
     return ab
 
 
-class RegressionHead(nn.Module):
-    """Predict ab directly: the network's own last layers (`layers`: to 2 channels, and its
-    upsampling), brought to the input's size; the loss is the MSE on normalized ab."""
+# The heads, by name: a head registers itself by subclassing Head with its name (the `kind` that
+# checkpoints record and --head chooses), so a new head is one class here and nothing else.
+HEADS: dict[str, type["Head"]] = {}
+DEFAULT_HEAD = "regression"  # every network's own: a model without a "head" option has this one
 
-    kind = "regression"
 
-    def __init__(self, *layers: nn.Module):
+class Head(nn.Module):
+    """What every head shares: built from the body's `features` channels and the network's own
+    last layers (`own_layers()`, a list of modules, which only a head that uses them calls, so a
+    head's random initial weights never depend on layers it does not have), plus its `options`.
+
+    forward(features, size): the raw output (ab, or logits). to_ab(output, size, vividness): that
+    output as normalized ab (N, 2, H, W) at `size`. loss(output, ab, l): the training loss for
+    normalized target ab and the lightness l the model saw. Capabilities, which callers ask instead
+    of the head's name: `takes_vividness` (to_ab takes a vividness setting) and `uses_prior` (the
+    head needs the training photos' colour prior: set_prior, before the first epoch)."""
+
+    kind: str
+    options: tuple[str, ...] = ()  # the constructor's keyword options, by name
+    takes_vividness = False
+    uses_prior = False
+
+    def __init_subclass__(cls, kind: str, **kw):
+        super().__init_subclass__(**kw)
+        cls.kind = kind
+        HEADS[kind] = cls
+
+    @classmethod
+    def note(cls, options: dict) -> str:
+        """What a model's name adds for this head's options (label, display_name): "" by default."""
+        return ""
+
+    def misfit(self, ckpt: dict) -> str | None:
+        """What of a checkpoint (lib.checkpoints) this head cannot use, or None."""
+        if ckpt.get("vividness") is not None and not self.takes_vividness:
+            return f"'vividness' is set, which needs a {_vivid_heads()} head"
+        return None
+
+
+class RegressionHead(Head, kind="regression"):
+    """Predict ab directly: the network's own last layers (to 2 channels, and its upsampling),
+    brought to the input's size; the loss is the MSE on normalized ab."""
+
+    def __init__(self, features: int, own_layers):
         super().__init__()
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*own_layers())
 
     def forward(self, features, size):
         return _match_size(self.layers(features), size)
 
     def to_ab(self, output, size=None, vividness=None):
         if vividness is not None:
-            raise ValueError("a vividness setting needs a model with the classification head")
+            raise ValueError(f"a vividness setting needs a model with the {_vivid_heads()} head")
         return output
 
-    def loss(self, output, ab):
+    def loss(self, output, ab, l):  # noqa: E741
         return F.mse_loss(output, ab)
 
 
-class ClassificationHead(nn.Module):
+class ClassificationHead(Head, kind="classification"):
     """Predict a distribution over the Q ab bins of lib/classes.py (Zhang et al. 2016): a 1x1
     conv from the body's features to Q logits, at the features' size (half the input's: at full
     size, Q = 261 channels would take 4x the memory).
@@ -68,11 +107,11 @@ class ClassificationHead(nn.Module):
     photos' colour prior (Q,), which vividness settings need (set_prior, or checkpoints.load).
     """
 
-    kind = "classification"
+    options = ("rebalance", "neighbours")
+    takes_vividness = True
+    uses_prior = True
 
-    def __init__(
-        self, features: int, rebalance: float = classes.LAMBDA, neighbours: int = classes.NEIGHBOURS
-    ):  # fmt: skip
+    def __init__(self, features: int, own_layers, rebalance=classes.LAMBDA, neighbours=classes.NEIGHBOURS):
         super().__init__()
         if not 0 < rebalance <= 1:
             raise ValueError(f"rebalance (lambda) must be in (0, 1], got {rebalance}")
@@ -84,6 +123,11 @@ class ClassificationHead(nn.Module):
         self.register_buffer("bins", bins, persistent=False)
         self.register_buffer("class_weights", torch.ones(len(bins)))
         self.prior = None
+
+    @classmethod
+    def note(cls, options: dict) -> str:
+        lam = options.get("rebalance", classes.LAMBDA)
+        return "" if lam == classes.LAMBDA else f", λ={lam:g}"
 
     def forward(self, features, size):
         return self.layers(features)
@@ -108,7 +152,7 @@ class ClassificationHead(nn.Module):
         size = tuple(size) if size is not None else tuple(2 * s for s in output.shape[-2:])
         return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
 
-    def loss(self, output, ab):
+    def loss(self, output, ab, l):  # noqa: E741
         return classes.class_loss(output, ab, self.bins, self.class_weights, k=self.neighbours)
 
     def set_prior(self, prior, weights: bool = True):
@@ -118,19 +162,39 @@ class ClassificationHead(nn.Module):
         if weights:
             self.class_weights.copy_(classes.rebalancing_weights(self.prior, self.rebalance))
 
+    def misfit(self, ckpt: dict) -> str | None:
+        """What of a checkpoint this head cannot use, or None: its colour prior must have one
+        probability per bin, and a default vividness needs one."""
+        prior = ckpt.get("ab_prior")
+        if prior is not None and len(prior) != len(self.bins):
+            return f"'ab_prior' has {len(prior)} values, one per colour bin would be {len(self.bins)}"
+        if prior is None and ckpt.get("vividness") is not None:
+            return "'vividness' is set without the 'ab_prior' that a vividness setting needs"
+        return None
 
-def make_head(kind: str, regression, features: int = 32, **options) -> nn.Module:
-    """A network's head by name: "regression", from `regression()`, which builds the network's own
-    last layers (called only for this head, so that a classifier's random initial weights do not
-    depend on layers it does not have), or "classification", from the body's `features` channels
-    (options: rebalance, neighbours)."""
-    if kind == "regression":
-        if options:
-            raise ValueError(f"{', '.join(sorted(options))} needs head='classification'")
-        return RegressionHead(*regression())
-    if kind == "classification":
-        return ClassificationHead(features, **options)
-    raise ValueError(f"unknown head {kind!r}; choose 'regression' or 'classification'")
+
+def _vivid_heads() -> str:
+    return " or ".join(k for k, h in HEADS.items() if h.takes_vividness)
+
+
+def head_class(kind: str, options) -> type[Head]:
+    """The head registered as `kind` (HEADS), if it takes every option named in `options`.
+    ValueError, one line, for an unknown head or an option it does not take."""
+    if kind not in HEADS:
+        raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(map(repr, HEADS))}")
+    unknown = sorted(set(options) - set(HEADS[kind].options))
+    if unknown:
+        takes = [k for k, h in HEADS.items() if set(unknown) <= set(h.options)]
+        if takes:
+            raise ValueError(f"{', '.join(unknown)} needs head={takes[0]!r}")
+        raise ValueError(f"{', '.join(unknown)}: not an option of the {kind!r} head")
+    return HEADS[kind]
+
+
+def make_head(kind: str, own_layers, features: int = 32, **options) -> Head:
+    """A network's head by name (head_class), from the body's `features` channels and the
+    network's own last layers (`own_layers()`, see Head), with the head's `options`."""
+    return head_class(kind, options)(features, own_layers, **options)
 
 
 class Colorizer(nn.Module):
@@ -149,15 +213,14 @@ class OriginalCNN(Colorizer):
     stride 2), three 3x3 convolutions with x2 nearest upsampling in between, a 2-channel tanh
     output, and a last x2 nearest upsampling, so predicted ab come in 2x2 blocks.
 
-    Faithful details: Keras' Glorot-uniform weights and zero biases; and `raw_l=True` multiplies the
-    normalized input back by 100, because the original fed L unscaled (0-100) while its targets were
+    Faithful details: Keras' Glorot-uniform weights and zero biases; and the normalized input is
+    multiplied back by 100, because the original fed L unscaled (0-100) while its targets were
     ab/128. (Keras pads stride-2 convolutions on the bottom/right only; PyTorch pads both sides. The
     output sizes are the same; the features shift by half a pixel.)
     """
 
-    def __init__(self, raw_l: bool = True, head: str = "regression", **head_options):
+    def __init__(self, head: str = DEFAULT_HEAD, **head_options):
         super().__init__()
-        self.raw_l = raw_l
 
         def conv(cin, cout, stride=1):
             return [nn.Conv2d(cin, cout, 3, stride, padding=1), nn.ReLU()]
@@ -185,7 +248,7 @@ class OriginalCNN(Colorizer):
                 nn.init.zeros_(m.bias)
 
     def features(self, l):  # noqa: E741
-        return self.net(l * 100.0 if self.raw_l else l)
+        return self.net(l * 100.0)  # the original fed L* unscaled
 
 
 class EditedCNN(Colorizer):
@@ -195,7 +258,7 @@ class EditedCNN(Colorizer):
     1e-10 loss measured nothing (see notebooks and README). Here:
       * the input is properly scaled Lab lightness (L/100, in [0, 1]), not raw 0-100 L: inputs of
         order 1 keep the first layers' activations and gradients in a sane range;
-      * Lab is computed once per batch on the training device (lib.data.to_model), not per image
+      * Lab is computed once per batch on the training device (lib.lab.rgb_to_model), not per image
         in numpy on the CPU; the data is never held in RAM as float64;
       * BatchNorm after every hidden convolution (its bias replaces the conv bias): the 15-layer
         stack then trains at Adam's 1e-3 without stalling at the "predict brown" plateau as quickly;
@@ -205,7 +268,7 @@ class EditedCNN(Colorizer):
     Same widths and depth as OriginalCNN, so the comparison is about these changes alone.
     """
 
-    def __init__(self, head: str = "regression", **head_options):
+    def __init__(self, head: str = DEFAULT_HEAD, **head_options):
         super().__init__()
 
         def conv(cin, cout, stride=1):
@@ -246,7 +309,7 @@ class ResNet18Colorizer(Colorizer):
     `pretrained=True` starts the encoder from torchvision's ImageNet weights (a download).
     """
 
-    def __init__(self, pretrained: bool = False, head: str = "regression", **head_options):
+    def __init__(self, pretrained: bool = False, head: str = DEFAULT_HEAD, **head_options):
         super().__init__()
         self.pretrained = pretrained
         if pretrained:
@@ -334,13 +397,12 @@ DISPLAY = {"original_cnn": "OriginalCNN", "edited_cnn": "EditedCNN", "resnet18":
 
 
 def _head(options: dict) -> tuple[str, str] | None:
-    """(head, ", λ=<rebalance>" or "") of a model that is not a plain regression one, else None:
+    """(head, its note, e.g. ", λ=1") of a model whose head is not the default one, else None:
     what label and display_name add to a model's name."""
-    head = options.get("head", "regression")
-    if head == "regression":
+    head = options.get("head", DEFAULT_HEAD)
+    if head == DEFAULT_HEAD:
         return None
-    lam = options.get("rebalance", classes.LAMBDA)
-    return head, "" if lam == classes.LAMBDA else f", λ={lam:g}"
+    return head, HEADS[head].note(options)
 
 
 def display_name(name: str, options: dict) -> str:

@@ -7,8 +7,8 @@ builds the data every notebook needs, one part for each job (lib.splits.part_fil
 `nb.loaders` (the train part, with `augment`, and the dev part, which chooses each run's
 checkpoint; None for a notebook that trains nothing), `nb.held_out` (the held-out part at
 eval_size: every score a notebook reports, for every model of every notebook) and `nb.samples`
-(n_samples of its photos, for sample grids). `nb.recipe` holds lib.train.fit's settings from the
-parameters (for lib.train.fit_seeds), `nb.score_runs` scores the runs' chosen
+(n_samples of its photos, for sample grids). `nb.recipe` holds the training settings that come
+from the parameters (fields of lib.train.Settings), `nb.score_runs` scores the runs' chosen
 checkpoints on the held-out part, and `nb.figure` and `nb.save_results` write into the run folder
 with the parameters and provenance every results file needs. Nothing here trains: a notebook
 calls lib.train for that.
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from lib import checkpoints, data, metrics, models, plots, results, study
+from lib import checkpoints, data, metrics, models, plots, results, settings, study
 
 REPO = Path(__file__).resolve().parents[1]  # the project's folder: where the README's commands run
 
@@ -40,15 +40,18 @@ JOBS = {
 # else there (not IPython's In and Out, nor a name another cell happens to define).
 PARAMETERS = (
     "dataset", "image_size", "eval_size", "augment", "crop_scale", "epochs", "batch_size", "lr",
-    "schedule", "bf16", "max_images", "seeds", "device", "workers", "progress", "pretrained",
+    "schedule", "precision", "max_images", "seeds", "device", "workers", "progress", "pretrained",
     "n_samples", "out_dir",
 )  # fmt: skip
 
 # The parameters that make two notebooks' runs the same experiment but for the model.
 RECIPE = (
     "dataset", "image_size", "augment", "crop_scale", "epochs", "batch_size", "lr", "schedule",
-    "bf16", "max_images", "seeds", "pretrained",
+    "precision", "max_images", "seeds", "pretrained",
 )  # fmt: skip
+
+
+PRECISION_WORDS = {"fp32": "float32", "bf16": "bfloat16 autocast", "fp16": "float16 autocast"}
 
 
 @dataclass
@@ -66,13 +69,12 @@ class Notebook:
 
     @property
     def recipe(self) -> dict:
-        """lib.train.fit's keyword arguments that come from the parameters (all but the seed):
-        the same for every seed of a notebook. resume=True: a finished run is read back, not
-        trained again; an interrupted one continues."""
+        """The fields of lib.train.Settings that come from the parameters (all but the model, its
+        options and the seed): the same for every run of a notebook."""
         p = self.params
         return {
-            "epochs": p["epochs"], "lr": p["lr"], "schedule": p["schedule"], "bf16": p["bf16"],
-            "device": self.device, "progress": p["progress"], "resume": True,
+            "epochs": p["epochs"], "lr": p["lr"], "schedule": p["schedule"], "precision": p["precision"],
+            "device": self.device, "progress": p["progress"],
         }  # fmt: skip
 
     def score_runs(self, runs: dict, vividness: dict | None = None) -> dict:
@@ -139,7 +141,7 @@ class Notebook:
             f"{d['n_train']:,} photos of the train part at {p['image_size']} px, batch {p['batch_size']}, "
             f"Adam with learning rate {p['lr']:g} ({schedule[p['schedule']]}); augmentation: "
             f"{augment[p['augment']]}; "
-            f"{'bfloat16 autocast' if p['bf16'] or self.device.type == 'cuda' else 'float32'}."
+            f"{PRECISION_WORDS[settings.precision_on(p['precision'], self.device)]}."
         )
         if original is None:
             return text

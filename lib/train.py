@@ -1,20 +1,19 @@
 """One training loop for every model, checkpoints that really restore, and `python -m lib.train`.
 
-A run lives in one folder:
-  last.pt                              everything needed to resume (weights, optimizer, history)
-  model-epoch-007-val-0.01234.pt       a checkpoint each time the validation loss improves
-                                       (or only best.pt, with keep_all=False)
-  results.json                         (the command line) history, metrics, provenance
-Every checkpoint is written atomically (lib.checkpoints.write), so a crash never leaves half a
-file. A folder that already holds a run is never overwritten: resume it or pick another folder.
+A run lives in one folder (lib.runs): its last.pt resumes it exactly, a checkpoint is kept each
+time the dev loss improves, and nothing in it is ever overwritten.
+
+A run's settings are one object, lib.settings.Settings: the command line builds it from its
+options, a notebook from its parameters; `fit(settings, loaders, out_dir)` trains with it, and its
+record is what the run record keeps and what a resume compares.
 
 Reproducibility: the model is built right after seeding, and the shuffling and augmentation of
 each epoch depend only on (seed, epoch) (lib.data.EpochSampler). So two CPU runs give the same
 numbers, and a resumed run gives the same history as one that never stopped.
 
-`fit` reads top to bottom as the steps of a run: build, restore (resume), colour prior, then for each epoch
-train_one_epoch, validate and save_epoch. Inference (loading and using checkpoints) lives in
-lib.checkpoints, which never imports this module.
+`fit` reads top to bottom as the steps of a run: build, restore (resume), colour prior, then for
+each epoch train_one_epoch, validate and save_epoch. Inference (loading and using checkpoints)
+lives in lib.checkpoints, which never imports this module.
 """
 
 import argparse
@@ -22,6 +21,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -29,9 +29,8 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from lib import checkpoints, classes, data, images, lab, metrics, models, results
-
-SCHEDULES = ("constant", "onecycle")
+from lib import checkpoints, classes, data, images, lab, metrics, models, results, runs
+from lib.settings import PRECISIONS, SCHEDULES, STEPS, Settings
 
 
 def start_distributed() -> tuple[int, int]:
@@ -44,6 +43,62 @@ def start_distributed() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
+# --- the parts of a run ---------------------------------------------------------------------------
+
+
+@dataclass
+class Parts:
+    """What a run trains with, built from its Settings by `build`."""
+
+    model: torch.nn.Module  # the network; its head holds the loss
+    net: torch.nn.Module  # what computes the training step: model, or its DDP/compiled wrapper
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler | None  # None for a constant learning rate
+    step: str  # when sched moves on: after every "batch" or "epoch"
+    scaler: torch.amp.GradScaler | None  # fp16's gradient scaler, else None
+    dtype: torch.dtype | None  # autocast's type; None: float32 throughout
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def state(self) -> dict:
+        """The optimizer's, scheduler's and scaler's state, for last.pt."""
+        kept = {"optimizer": self.opt.state_dict()}
+        kept |= {"scheduler": self.sched.state_dict()} if self.sched is not None else {}
+        return kept | ({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})
+
+    def load_state(self, state: dict) -> None:
+        self.opt.load_state_dict(state["optimizer"])
+        for name, part in (("scheduler", self.sched), ("scaler", self.scaler)):
+            if part is not None:
+                part.load_state_dict(state[name])
+
+
+def build(settings: Settings, device: torch.device, steps_per_epoch: int) -> Parts:
+    """The model (seeded first, so the same seed gives the same weights; channels-last memory,
+    +25-50 % on CPU and GPU convolutions), Adam and the schedule (Settings), the gradient scaler
+    for fp16, and the DDP (under torchrun: it averages gradients) and compiled wrappers."""
+    torch.manual_seed(settings.seed)
+    model = models.build_model(settings.model, **settings.options).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    sched = None
+    if settings.schedule == "onecycle":
+        steps = settings.epochs * (steps_per_epoch if settings.step == "batch" else 1)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=settings.lr, total_steps=steps, pct_start=settings.warmup, cycle_momentum=False
+        )
+    precision = settings.precision_on(device)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    net = model
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    if settings.compile:  # the training step only; validation and checkpoints use `model` itself
+        net = torch.compile(net)
+    return Parts(model, net, opt, sched, settings.step, scaler, PRECISIONS[precision])
+
+
 # --- the steps of a run -----------------------------------------------------------------------------
 
 
@@ -53,87 +108,15 @@ def batches(loader, device, skips: dict):
     for rgb, bad in loader:
         images.record_skips(skips, bad)
         if len(rgb):
-            yield data.to_model(rgb, device)
+            yield lab.rgb_to_model(rgb.to(device, non_blocking=True))
 
 
-def forward(model, l, device, bf16: bool = False) -> torch.Tensor:
-    """The model's float32 output in training and validation (ab, or a classifier's logits): bf16
-    autocast on CUDA (and on the CPU with bf16=True: about 1.5-2x faster where the CPU has bf16
-    instructions), channels-last memory everywhere. (Inference runs in float32:
-    checkpoints.Inference.)"""
-    with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda" or bf16):
-        return model(l.contiguous(memory_format=torch.channels_last)).float()
-
-
-def make_optimizer(model, settings: dict, steps: int):
-    """Adam, and the learning-rate schedule: (optimizer, scheduler or None).
-
-    "onecycle" runs the learning rate up from lr/25 to lr over the first `warmup` of all `steps`,
-    then down to lr/25e4 along a cosine (torch's OneCycleLR, with Adam's betas kept as they are);
-    "constant" keeps lr throughout."""
-    opt = torch.optim.Adam(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
-    if settings["schedule"] == "constant":
-        return opt, None
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=settings["lr"], total_steps=steps, pct_start=settings["warmup"], cycle_momentum=False
-    )
-    return opt, sched
-
-
-def run_to_resume(out_dir: Path, resume: bool) -> Path | None:
-    """The last.pt to resume from, or None for a new run. A folder that holds a run is never
-    written over: without resume=True it is refused, and so is one that holds a run's record or
-    checkpoints but no last.pt (it cannot be resumed, and a new run would replace its
-    results.json and mix its checkpoints with the old ones). FileExistsError, one line."""
-    last = out_dir / "last.pt"
-    if last.exists():
-        if not resume:
-            raise FileExistsError(f"{out_dir}: already holds a run; resume it or choose another folder")
-        return last
-    held = sorted({p.name for g in ("results.json", "best.pt", "model-epoch-*.pt") for p in out_dir.glob(g)})
-    if held:
-        shown = ", ".join(held[:2]) + (f" and {len(held) - 2} more" if len(held) > 2 else "")
-        raise FileExistsError(
-            f"{out_dir}: holds a run ({shown}) but no last.pt, so it cannot be resumed: choose another folder"
-        )
-    return None
-
-
-def restore(last: Path, run: dict, model, opt, sched) -> None:
-    """Load last.pt into the model, optimizer, scheduler and run record, after checking that it
-    is the same run: the same model, options, data and settings (only more epochs, and those not
-    for a one-cycle schedule, which has ended). Raises ValueError naming what differs."""
-    state = torch.load(last, map_location=next(model.parameters()).device, weights_only=True)
-    mismatch = {k for k in ("model", "options") if state[k] != run[k]}
-    same_data = (
-        "source",
-        "split",
-        "parts",
-        "size",
-        "max_images",
-        "n_train",
-        "n_val",
-        "augment",
-        "crop_scale",
-    )
-    if any(state["data"].get(k) != run["data"].get(k) for k in same_data):
-        mismatch.add("data")
-    before = {"schedule": "constant", "bf16": False} | state["run"]["settings"]  # older runs
-    settings = run["settings"]
-    mismatch |= {k for k in settings if k != "epochs" and before.get(k) != settings[k]}
-    if mismatch:
-        raise ValueError(f"{last}: cannot resume, the run used other {', '.join(sorted(mismatch))}")
-    if sched is not None and before["epochs"] != settings["epochs"]:
-        raise ValueError(
-            f"{last}: cannot resume with {settings['epochs']} epochs: its one-cycle schedule was laid "
-            f"out for {before['epochs']} (start a new run for a longer one)"
-        )
-    model.load_state_dict(state["state_dict"])
-    opt.load_state_dict(state["optimizer"])
-    if sched is not None:
-        sched.load_state_dict(state["scheduler"])
-    kept = ("history", "checkpoints", "skipped_during_training", "ab_prior")
-    run |= {k: state["run"][k] for k in kept if k in state["run"]}
+def forward(net, l, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The model's float32 output in training and validation (ab, or a classifier's logits), under
+    autocast to `dtype` (None: float32 throughout), channels-last memory everywhere. (Inference
+    runs in float32: checkpoints.Inference.)"""
+    with torch.autocast(l.device.type, dtype or torch.float32, enabled=dtype is not None):
+        return net(l.contiguous(memory_format=torch.channels_last)).float()
 
 
 @torch.no_grad()
@@ -154,10 +137,10 @@ def colour_prior(loader, device, skips: dict) -> torch.Tensor:
 
 
 def set_colour_prior(model, run: dict, loader, device) -> None:
-    """A classification head needs the training photos' colour prior: measured before the first
-    epoch (it sets the rebalancing weights) and kept in the run record; a resumed run takes it
-    from there (its weights came with last.pt). Other heads: nothing to do."""
-    if model.head.kind != "classification":
+    """A head that uses_prior (the classification head) needs the training photos' colour prior:
+    measured before the first epoch (it sets the rebalancing weights) and kept in the run record;
+    a resumed run takes it from there (its weights came with last.pt). Other heads: nothing to do."""
+    if not model.head.uses_prior:
         return
     if not run["history"]:
         prior = colour_prior(loader, device, run["skipped_during_training"])
@@ -167,22 +150,27 @@ def set_colour_prior(model, run: dict, loader, device) -> None:
         model.head.set_prior(run["ab_prior"], weights=False)
 
 
-def train_one_epoch(net, model, opt, sched, loader, device, skips: dict, bf16: bool, desc: str) -> dict:
-    """One pass over the training loader: (train_loss, seconds, images_per_s, lr_last). `net` is
-    what computes (the model, or its DDP/compiled wrapper); `model` holds the loss. desc=None:
-    no progress bar. Under torchrun the loss and image count are summed over all processes.
-    Raises ValueError when no training image could be decoded (none of any process)."""
+def train_one_epoch(parts: Parts, loader, skips: dict, desc: str | None) -> dict:
+    """One pass over the training loader: (train_loss, seconds, images_per_s, lr_last, the
+    learning rate of the epoch's last step). desc=None: no progress bar. Under torchrun the loss
+    and image count are summed over all processes. Raises ValueError when no training image
+    could be decoded (none of any process)."""
+    model, opt, scaler, device = parts.model, parts.opt, parts.scaler, parts.device
     model.train()
     t0, total, n, lr_used = time.perf_counter(), torch.zeros((), device=device), 0, None
-    bar = tqdm(loader, desc=desc, leave=False, disable=desc is None)
-    for l, ab in batches(bar, device, skips):
-        loss = model.head.loss(forward(net, l, device, bf16), ab)
+    for l, ab in batches(tqdm(loader, desc=desc, leave=False, disable=desc is None), device, skips):
+        loss = model.head.loss(forward(parts.net, l, parts.dtype), ab, l)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
         lr_used = opt.param_groups[0]["lr"]
-        opt.step()
-        if sched is not None:
-            sched.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:  # fp16: the loss scaled up so that small gradients survive, and the step unscaled
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        if parts.sched is not None and parts.step == "batch":
+            parts.sched.step()
         total += loss.detach() * len(l)
         n += len(l)
     if dist.is_initialized() and dist.get_world_size() > 1:
@@ -191,20 +179,27 @@ def train_one_epoch(net, model, opt, sched, loader, device, skips: dict, bf16: b
         total, n = counts[0], int(counts[1])
     if n == 0:  # every process raises: n is the sum over all of them
         raise _no_images(loader, skips, "training")
+    if parts.sched is not None and parts.step == "epoch":
+        parts.sched.step()
     seconds = time.perf_counter() - t0
-    # lr_last: the learning rate of the epoch's last step
-    return {"train_loss": float(total) / max(n, 1), "seconds": seconds, "images_per_s": n / seconds,
-            "lr_last": lr_used}  # fmt: skip
+    return {
+        "train_loss": float(total) / n,
+        "seconds": seconds,
+        "images_per_s": n / seconds,
+        "lr_last": lr_used,
+    }
 
 
 @torch.no_grad()
-def validate(model, loader, device, skips: dict, bf16: bool = False) -> float:
-    """The model's own loss (normalized MSE for a regression head) over every validation image.
-    Raises ValueError when no image of the loader could be decoded (a loss of nothing is no 0)."""
+def validate(model, loader, skips: dict, dtype: torch.dtype | None = None) -> float:
+    """The model's own loss (normalized MSE for a regression head) over every validation image,
+    under autocast to `dtype` (the run's precision; None: float32). Raises ValueError when no
+    image of the loader could be decoded (a loss of nothing is no 0)."""
     model.eval()
+    device = next(model.parameters()).device
     total, n = torch.zeros((), device=device), 0
     for l, ab in batches(loader, device, skips):
-        total += model.head.loss(forward(model, l, device, bf16), ab) * len(l)
+        total += model.head.loss(forward(model, l, dtype), ab, l) * len(l)
         n += len(l)
     if n == 0:
         raise _no_images(loader, skips, "validation")
@@ -225,203 +220,208 @@ def _no_images(loader, skips: dict, purpose: str) -> ValueError:
     )
 
 
-def save_epoch(model, opt, sched, run: dict, out_dir: Path, keep_all: bool) -> None:
-    """After an epoch (the last entry of run["history"]): a checkpoint if its validation loss is
-    the best so far (every improvement with keep_all, else best.pt only), and last.pt, which
-    holds everything a resume needs (the same checkpoint plus optimizer, scheduler and record)."""
-    entry = run["history"][-1]
-    extra = {"ab_prior": run["ab_prior"]} if "ab_prior" in run else {}  # vividness needs it
-    ckpt = checkpoints.make(
-        model, run["model"], run["options"], entry["epoch"], entry["val_loss"], run["data"], **extra
-    )
-    if entry["val_loss"] < min((h["val_loss"] for h in run["history"][:-1]), default=float("inf")):
-        name = f"model-epoch-{entry['epoch']:03d}-val-{entry['val_loss']:.5f}.pt" if keep_all else "best.pt"
-        checkpoints.write(ckpt, out_dir / name)
-        saved = {"epoch": entry["epoch"], "path": str(out_dir / name), "val_loss": entry["val_loss"]}
-        run["checkpoints"] = [*run["checkpoints"], saved] if keep_all else [saved]
-    state = {**ckpt, "optimizer": opt.state_dict(), "run": run}
-    if sched is not None:
-        state["scheduler"] = sched.state_dict()
-    checkpoints.write(state, out_dir / "last.pt")
-
-
 # --- the loop -----------------------------------------------------------------------------------
 
 
 def fit(
-    model_name: str,
-    loaders: data.Loaders,
-    out_dir,
-    *,
-    epochs: int = 5,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    schedule: str = "constant",
-    warmup: float = 0.15,
-    bf16: bool = False,
-    options: dict | None = None,
-    device="auto",
-    seed: int = 0,
-    resume: bool = False,
-    keep_all: bool = True,
-    progress: bool = True,
-    compile_model: bool = False,
+    settings: Settings, loaders: data.Loaders, out_dir, resume: bool = False
 ) -> tuple[torch.nn.Module, dict]:
-    """Train `model_name` (with `options`, e.g. {"head": "classification"}) on loaders.train (the
-    train part), validate each epoch on loaders.val (the dev part), checkpoint the best into
-    out_dir: the dev part chooses the checkpoint, so it cannot also score it (the held-out part
-    does that, outside this function). `seed` sets the initial weights and each epoch's order and
-    augmentation; the loaders (the photos of each part) are the same for every seed.
+    """Train as `settings` say on loaders.train (the train part), validate each epoch on
+    loaders.val (the dev part) and checkpoint the best into out_dir: the dev part chooses the
+    checkpoint, so it cannot also score it (the held-out part does that, outside this function).
+    The loaders (the photos of each part) are the same for every seed.
 
     Returns (the trained model as of the last epoch, the run record: model, options,
-    normalization, settings, data description, per-epoch history (train loss, val loss, seconds,
-    images/s, last learning rate), checkpoints (epoch, path, val loss), device).
+    normalization, settings (Settings.record), data description, per-epoch history (train loss,
+    val loss, seconds, images/s, last learning rate), checkpoints (epoch, path, val loss),
+    device).
 
-    resume=True continues the run in out_dir (see `restore`); without it, a folder that holds a
-    run is refused. A folder with a run's results.json or checkpoints but no last.pt is refused
-    either way (FileExistsError): it cannot be resumed, and would be overwritten. An epoch whose
-    training or validation pass yields no image (every file failed to decode) raises ValueError
-    before anything of it is saved. keep_all=True keeps a checkpoint for every improvement of the validation
-    loss (for a checkpoint analysis); False keeps only the best one, as best.pt.
-    schedule: "constant" or "onecycle" with `warmup` (make_optimizer); its state is in last.pt,
-    so a resumed run is exact. bf16=True trains under bfloat16 autocast on the CPU too (always on
-    CUDA). compile_model=True trains through torch.compile (TorchInductor; on the CPU it needs a
-    C++ compiler): it pays tens of seconds of compilation up front, so it only pays off on long
-    runs; checkpoints and results are the same as without it.
+    resume=True continues the run in out_dir (`restore`: exactly, optimizer, schedule and scaler
+    included); without it, a folder that holds a run is refused, and a folder with a run's
+    results.json or checkpoints but no last.pt is refused either way (FileExistsError). An epoch
+    whose training or validation pass yields no image (every file failed to decode) raises
+    ValueError before anything of it is saved.
 
     Under torchrun, each process trains on its share of every epoch through DistributedDataParallel
     (batch_size is per process); every process validates the whole validation set (the same model,
-    so the same number), and only the first one prints and writes files.
-    """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose 'constant' or 'onecycle'")
-    options, device, out_dir = dict(options or {}), checkpoints.pick_device(str(device)), Path(out_dir)
-    settings = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "seed": seed}
-    settings |= {"batch_size": loaders.train.batch_size, "schedule": schedule, "bf16": bf16}
-    if schedule == "onecycle":
-        settings["warmup"] = warmup
-
-    # Build: seeded first, so the same seed gives the same weights.
-    torch.manual_seed(seed)
-    model = models.build_model(model_name, **options).to(device)
-    model = model.to(memory_format=torch.channels_last)  # +25-50 % on CPU and GPU convolutions
-    opt, sched = make_optimizer(model, settings, steps=epochs * len(loaders.train))
+    so the same number), and only the first one prints and writes files."""
+    device, out_dir = checkpoints.pick_device(str(settings.device)), Path(out_dir)
+    parts = build(settings, device, steps_per_epoch=len(loaders.train))
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model  # averages gradients
-    if compile_model:  # compiles the training step only; validation and checkpoints use `model` itself
-        net = torch.compile(net)
     run = {
-        "model": model_name, "options": options, "normalization": lab.NORMALIZATION,
-        "settings": settings, "data": loaders.description, "parameters": models.count_parameters(model),
-        "device": str(device), "processes": world, "compiled": compile_model,
-        "history": [], "checkpoints": [], "skipped_during_training": {},
+        "model": settings.model, "options": dict(settings.options), "normalization": lab.NORMALIZATION,
+        "settings": settings.record(device, loaders.train.batch_size), "data": loaders.description,
+        "parameters": models.count_parameters(parts.model), "device": str(device), "processes": world,
+        "compiled": settings.compile, "history": [], "checkpoints": [], "skipped_during_training": {},
     }  # fmt: skip
-
-    # Resume, or start in a folder that holds no run.
-    if last := run_to_resume(out_dir, resume):
-        restore(last, run, model, opt, sched)
+    if last := runs.run_to_resume(out_dir, resume):  # or start in a folder that holds no run
+        runs.restore(last, run, parts)
     out_dir.mkdir(parents=True, exist_ok=True)
-    set_colour_prior(model, run, loaders.train, device)
+    set_colour_prior(parts.model, run, loaders.train, device)
 
-    skips = run["skipped_during_training"]
+    skips, epochs = run["skipped_during_training"], settings.epochs
     for epoch in range(len(run["history"]) + 1, epochs + 1):
-        loaders.train.sampler.set_epoch(epoch, seed)  # this run's order and augmentation seeds
-        desc = f"epoch {epoch}/{epochs}" if progress and rank == 0 else None
-        done = train_one_epoch(net, model, opt, sched, loaders.train, device, skips, bf16, desc)
-        val_loss = validate(model, loaders.val, device, skips, bf16)
-        entry = {"epoch": epoch, "train_loss": done["train_loss"], "val_loss": val_loss} | done
-        run["history"].append(entry)
+        loaders.train.sampler.set_epoch(epoch, settings.seed)  # this run's order and augmentation
+        desc = f"epoch {epoch}/{epochs}" if settings.progress and rank == 0 else None
+        done = train_one_epoch(parts, loaders.train, skips, desc)
+        val_loss = validate(parts.model, loaders.val, skips, parts.dtype)
+        run["history"].append({"epoch": epoch, "train_loss": done["train_loss"], "val_loss": val_loss} | done)
         if rank != 0:
             continue
-        if progress:
-            print(
-                f"epoch {epoch}/{epochs}: train {entry['train_loss']:.5f}  val {val_loss:.5f}  "
-                f"{entry['seconds']:.1f}s  {entry['images_per_s']:.0f} img/s",
-                flush=True,
-            )
-        save_epoch(model, opt, sched, run, out_dir, keep_all)
-    return model, run
+        if settings.progress:
+            print(f"epoch {epoch}/{epochs}: train {done['train_loss']:.5f}  val {val_loss:.5f}  "
+                  f"{done['seconds']:.1f}s  {done['images_per_s']:.0f} img/s", flush=True)  # fmt: skip
+        runs.save_epoch(parts, run, out_dir, settings.keep_all)
+    return parts.model, run
 
 
-def fit_seeds(model_name: str, loaders: data.Loaders, out_dir, seeds, **settings) -> dict[int, dict]:
-    """fit once per seed, into out_dir/seed-<seed>/, with the same loaders and `settings` (fit's
-    keyword arguments but the seed): {seed: run record}. The photos of every part are the same
-    for every seed; the seed sets the initial weights, order and augmentation."""
-    return {s: fit(model_name, loaders, Path(out_dir) / f"seed-{s}", seed=s, **settings)[1] for s in seeds}
+def fit_seeds(
+    settings: Settings, loaders: data.Loaders, out_dir, seeds, resume: bool = False
+) -> dict[int, dict]:
+    """fit once per seed, into out_dir/seed-<seed>/, with the same loaders and `settings` but the
+    seed: {seed: run record}. The photos of every part are the same for every seed; the seed sets
+    the initial weights, order and augmentation."""
+    return {s: fit(replace(settings, seed=s), loaders, Path(out_dir) / f"seed-{s}", resume)[1] for s in seeds}
 
 
 # --- command line ---------------------------------------------------------------------------------
 
 
-def main(argv=None) -> int:
+class _Replaced(argparse.Action):
+    """An option that a later version replaced: refused with the one that does its job."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} was replaced by {self.help}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: the run's options (each a field of Settings) and the photos' (data_options)."""
     p = argparse.ArgumentParser(
         prog="python -m lib.train",
         description="Train one colorizer on the train part, choose its checkpoint on the dev part, and "
         "show it and the gray baseline on that dev part (score the held-out part with lib.evaluate).",
     )
-    p.add_argument("--model", default="resnet18", choices=list(models.MODELS))
-    p.add_argument(
-        "--head", default="regression", choices=["regression", "classification"],
-        help="predict ab (MSE) or a distribution over colour bins (Zhang et al.)",
-    )  # fmt: skip
-    p.add_argument(
-        "--rebalance", type=float, default=None, metavar="LAMBDA",
+    add = p.add_argument
+    add("--model", default="resnet18", choices=list(models.MODELS))
+    add(
+        "--head",
+        default=models.DEFAULT_HEAD,
+        choices=list(models.HEADS),
+        help="predict ab (regression, MSE) or a distribution over colour bins (classification, Zhang et al.)",
+    )
+    add(
+        "--rebalance",
+        type=float,
+        default=None,
+        metavar="LAMBDA",
         help=f"classification head: lambda of the class rebalancing (default {classes.LAMBDA}; 1 = none)",
-    )  # fmt: skip
-    p.add_argument(
-        "--neighbours", type=int, default=None, metavar="K",
+    )
+    add(
+        "--neighbours",
+        type=int,
+        default=None,
+        metavar="K",
         help=f"classification head: bins that share a pixel's soft target (default {classes.NEIGHBOURS})",
-    )  # fmt: skip
-    p.add_argument(
+    )
+    add("--epochs", type=int, default=5)
+    add("--lr", type=float, default=1e-3, help="learning rate (the peak, for --schedule onecycle)")
+    add("--schedule", default="constant", choices=SCHEDULES)
+    add("--warmup", type=float, default=0.15, help="onecycle: share of the steps spent warming up")
+    add(
+        "--step",
+        default="batch",
+        choices=STEPS,
+        help="onecycle: move the learning rate on every batch or epoch",
+    )
+    add(
+        "--precision",
+        default="auto",
+        choices=["auto", *PRECISIONS],
+        help="autocast type in training (fp16 with a gradient scaler); auto: bf16 on CUDA, fp32 elsewhere",
+    )
+    add("--bf16", nargs=0, action=_Replaced, help="--precision bf16")
+    add("--seed", type=int, default=0)
+    add("--device", default="auto")
+    add("--out", default=None, help="run folder (default: runs/<model>-<time>)")
+    add("--resume", action="store_true", help="continue the run in --out")
+    add("--compile", action="store_true", help="train through torch.compile (long runs)")
+    data_options(p.add_argument_group("the photos").add_argument)
+    return p  # fmt: skip
+
+
+def data_options(add) -> None:
+    """The options of the photos a run trains and chooses on (data.make_loaders)."""
+    add(
         "--data",
         default="photos",
         help="'photos' (the embedded photos), a folder of colour photos (with train/, dev/ and held-out/ "
         "subfolders, or cut into them by a rule of the file name), or places365-val / places205-test "
         "(fetched into data/ on first use)",
     )
-    p.add_argument(
-        "--split", default=None, metavar="FILE",
+    add(
+        "--split",
+        default=None,
+        metavar="FILE",
         help="a split file of --data (lib.splits.write_split): train on its train part, validate on its dev",
-    )  # fmt: skip
-    p.add_argument("--size", type=int, default=64, help="training crop size in pixels")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (the peak, for --schedule onecycle)")
-    p.add_argument("--schedule", default="constant", choices=["constant", "onecycle"])
-    p.add_argument("--warmup", type=float, default=0.15, help="onecycle: share of the steps spent warming up")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU too (always on CUDA)")
-    p.add_argument("--max-images", type=int, default=None)
-    p.add_argument("--augment", default="crop", choices=["crop", "affine", "none"])
-    p.add_argument(
-        "--crop-scale", type=float, default=0.08,
+    )
+    add("--size", type=int, default=64, help="training crop size in pixels")
+    add("--batch-size", type=int, default=32)
+    add("--max-images", type=int, default=None)
+    add("--augment", default="crop", choices=["crop", "affine", "none"])
+    add(
+        "--crop-scale",
+        type=float,
+        default=0.08,
         help="--augment crop: the smallest share of a photo's area that a crop covers (default 0.08)",
-    )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<time>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--compile", action="store_true", help="train through torch.compile (long runs)")
-    a = p.parse_args(argv)
-    logging.basicConfig(format="%(message)s", level=logging.WARNING)
-    if (a.rebalance is not None or a.neighbours is not None) and a.head != "classification":
-        p.error("--rebalance and --neighbours need --head classification")
+    )
+    add("--workers", type=int, default=None)  # fmt: skip
+
+
+def settings_from(p: argparse.ArgumentParser, a: argparse.Namespace) -> Settings:
+    """The run's Settings from the parsed options (a head's options only where they were given,
+    so a default run's record is {} as it always was); bad combinations end with p.error."""
     if not 0 < a.crop_scale <= 1:
         p.error(f"--crop-scale must be in (0, 1], got {a.crop_scale}")
-    options = {"head": a.head} if a.head != "regression" else {}  # regression runs: as before
-    if a.rebalance is not None:
-        options["rebalance"] = a.rebalance
-    if a.neighbours is not None:
-        options["neighbours"] = a.neighbours
+    options = {"head": a.head} if a.head != models.DEFAULT_HEAD else {}
+    options |= {k: v for k, v in (("rebalance", a.rebalance), ("neighbours", a.neighbours)) if v is not None}
+    try:
+        models.head_class(a.head, options.keys() - {"head"})
+    except ValueError as e:
+        p.error(f"{e} (--head {a.head})")
+    return Settings(
+        a.model, options, epochs=a.epochs, lr=a.lr, schedule=a.schedule, warmup=a.warmup, step=a.step,
+        precision=a.precision, seed=a.seed, device=a.device, compile=a.compile,
+    )  # fmt: skip
 
+
+def report(run: dict, loaders: data.Loaders, device) -> dict:
+    """Score the checkpoint the dev part chose, and the gray baseline, on that dev part; print
+    them and return the scores (optimistic ones: the dev part chose the checkpoint)."""
+    model, _ = checkpoints.load(checkpoints.best(run), device)
+    label = models.label(run["model"], run["options"])
+    predictors = {label: model, "gray baseline": metrics.gray_baseline}
+    # the same record of skips as training's: a file that failed there is not named twice
+    scores = metrics.evaluate_all(predictors, loaders.val, device, run["skipped_during_training"])
+    print(f"\nthe dev part, {scores[label]['n_images']} images: the part that chose this checkpoint (epoch "
+          f"{checkpoints.chosen(run)['epoch']}):")  # fmt: skip
+    print(metrics.format_table(scores))
+    if run["skipped_during_training"]:
+        print(f"{len(run['skipped_during_training'])} more files skipped while training (see the log above)")
+    return scores
+
+
+def main(argv=None) -> int:
+    p = parser()
+    a = p.parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    settings = settings_from(p, a)
     rank, world = start_distributed()  # under torchrun: one process per GPU (or CPU share)
     device = checkpoints.pick_device(a.device)
-    name = a.model if not options else f"{a.model}-{a.head}"
+    name = a.model + (f"-{a.head}" if settings.options else "")
     out = [a.out or f"runs/{name}-{datetime.now():%Y%m%d-%H%M%S}"]
     if world > 1:
         dist.broadcast_object_list(out, src=0)  # one run folder for all processes
-    out = Path(out[0])
-    started = results.now()
+    out, started = Path(out[0]), results.now()
     try:
         loaders = data.make_loaders(
             a.data, a.size, a.batch_size, max_images=a.max_images, augment=a.augment,
@@ -431,10 +431,7 @@ def main(argv=None) -> int:
         if rank == 0:
             print(f"data: {d['n_train']} train / {d['n_val']} dev images at {a.size}px, "
                   f"{len(d['skipped'])} skipped; {world} process(es)")  # fmt: skip
-        _, run = fit(
-            a.model, loaders, out, epochs=a.epochs, lr=a.lr, options=options, device=device, seed=a.seed,
-            resume=a.resume, compile_model=a.compile, schedule=a.schedule, warmup=a.warmup, bf16=a.bf16,
-        )  # fmt: skip
+        _, run = fit(settings, loaders, out, a.resume)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -443,20 +440,12 @@ def main(argv=None) -> int:
         dist.destroy_process_group()
         if rank != 0:
             return 0
-    model, _ = checkpoints.load(checkpoints.best(run), device)
-    label = models.label(a.model, options)
-    predictors = {label: model, "gray baseline": metrics.gray_baseline}
-    # the same record of skips as training's: a file that failed there is not named twice
-    scores = metrics.evaluate_all(predictors, loaders.val, device, run["skipped_during_training"])
-    print(f"\nthe dev part, {scores[label]['n_images']} images: the part that chose this checkpoint (epoch "
-          f"{checkpoints.chosen(run)['epoch']}):")  # fmt: skip
-    print(metrics.format_table(scores))
-    if run["skipped_during_training"]:
-        print(f"{len(run['skipped_during_training'])} more files skipped while training (see the log above)")
+    scores = report(run, loaders, device)
     # "dev_metrics", never "metrics": these scores are optimistic (the dev part chose the
     # checkpoint), so nothing that reports held-out scores may take them for such
-    prov = results.provenance(device, started)
-    results.save(out / "results.json", **run, dev_metrics=scores, provenance=prov)
+    results.save(
+        out / "results.json", **run, dev_metrics=scores, provenance=results.provenance(device, started)
+    )
     print(f"\nrun folder: {out}  (results.json, checkpoints)")
     return 0
 

@@ -277,7 +277,7 @@ def test_classification_head_learns_real_images():
     losses = []
     for _ in range(30):
         optimizer.zero_grad()
-        loss = model.head.loss(model(l), ab)
+        loss = model.head.loss(model(l), ab, l)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
@@ -289,9 +289,9 @@ def test_heads_share_one_interface():
     assert count_parameters(regression) == 954_722 and regression.head.kind == "regression"
     assert "head.class_weights" not in regression.state_dict()
     for model in (regression, OriginalCNN(), EditedCNN()):
-        out, ab = torch.rand(1, 2, 8, 8), torch.rand(1, 2, 8, 8)
+        out, ab, l = torch.rand(1, 2, 8, 8), torch.rand(1, 2, 8, 8), torch.rand(1, 1, 8, 8)
         assert model.head.kind == "regression" and model.head.to_ab(out) is out
-        assert torch.equal(model.head.loss(out, ab), F.mse_loss(out, ab))
+        assert torch.equal(model.head.loss(out, ab, l), F.mse_loss(out, ab))
     with pytest.raises(ValueError, match="unknown head"):
         build_model("resnet18", head="regresion")
 

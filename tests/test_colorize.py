@@ -28,7 +28,7 @@ def skimage_photo(name: str) -> Path:
 def checkpoint(tiny_loaders, tmp_path_factory):
     """A checkpoint the training loop really wrote (one epoch of ResNet18 at 32 px)."""
     out = tmp_path_factory.mktemp("ckpt")
-    _, run = train.fit("resnet18", tiny_loaders, out, epochs=1, progress=False)
+    _, run = train.fit(train.Settings("resnet18", epochs=1, progress=False), tiny_loaders, out)
     return checkpoints.best(run)
 
 

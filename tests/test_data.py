@@ -688,13 +688,10 @@ def test_the_held_out_part_is_the_same_for_every_seed_and_never_read_by_training
 
     loaders = data.make_loaders("photos", size=32, workers=0, max_images=16, batch_size=8)
     held_out = splits.part_files(data.PHOTOS, "held-out")[0]
-    seen = {}
-    for seed in (0, 1, 2):
-        _, run = train.fit(
-            "resnet18", loaders, tmp_path / f"seed-{seed}", epochs=1, seed=seed, progress=False
-        )
-        seen[seed] = run
-        assert run["data"]["split"] == {"rule": "subfolders"}
+    seen = train.fit_seeds(train.Settings("resnet18", epochs=1, progress=False), loaders, tmp_path, (0, 1, 2))
+    assert {run["settings"]["seed"] for run in seen.values()} == {0, 1, 2}
+    assert all(run["data"]["split"] == {"rule": "subfolders"} for run in seen.values())
+    assert all((tmp_path / f"seed-{s}" / "last.pt").exists() for s in seen)
     assert len({json.dumps(r["data"], sort_keys=True) for r in seen.values()}) == 1  # the same data
     assert data.part_loader("photos", "held-out", 32, workers=0)[0].dataset.files == held_out
     orders = set()
@@ -704,7 +701,7 @@ def test_the_held_out_part_is_the_same_for_every_seed_and_never_read_by_training
     assert len(orders) == 2  # the seed does change the order
 
 
-# --- streaming, to_model, workers -----------------------------------------------------------------
+# --- streaming, workers --------------------------------------------------------------------------
 
 
 def test_streaming_memory(tmp_path):
@@ -739,14 +736,6 @@ def test_streaming_memory(tmp_path):
     gc.collect()
     assert n == n_train
     assert rss_bytes() - start < 50 * 2**20
-
-
-def test_to_model_matches_rgb_to_model():
-    rgb = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
-    l, ab = data.to_model(rgb, "cpu")  # noqa: E741
-    ref_l, ref_ab = lab.rgb_to_model(rgb)
-    assert torch.equal(l, ref_l) and torch.equal(ab, ref_ab)
-    assert l.shape == (5, 1, 16, 16) and ab.shape == (5, 2, 16, 16)
 
 
 def test_skips_travel_from_worker_processes(tmp_path, caplog):

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from lib.models import MODELS, EditedCNN, OriginalCNN, ResNet18Colorizer, build_model, count_parameters
+from lib.models import HEADS, MODELS, EditedCNN, OriginalCNN, ResNet18Colorizer, build_model, count_parameters
 
 NAMES = list(MODELS)  # every registered network: a new one is tested as soon as it is registered
 
@@ -43,15 +43,14 @@ def test_original_cnn_tanh_before_the_last_nearest_upsampling_gives_2x2_blocks()
     assert torch.equal(blocks.amax((-1, -2)), blocks.amin((-1, -2)))
 
 
-def test_original_cnn_sees_raw_l_as_keras_did():
-    """raw_l=True multiplies the normalized input back to 0-100, as the original fed it."""
+def test_original_cnn_sees_l_unscaled_as_keras_did():
+    """The original fed L* unscaled (0-100): the network's body sees the normalized input x 100."""
     torch.manual_seed(1)
-    faithful = OriginalCNN(raw_l=True).eval()
-    plain = OriginalCNN(raw_l=False).eval()
-    plain.load_state_dict(faithful.state_dict())
+    model = OriginalCNN().eval()
     x = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
-        assert torch.allclose(faithful(x), plain(x * 100), atol=1e-6)
+        assert torch.equal(model(x), model.head(model.net(x * 100), x.shape[-2:]))
+        assert not torch.allclose(model(x), model.head(model.net(x), x.shape[-2:]))
 
 
 def test_original_cnn_uses_keras_initialisation():
@@ -177,7 +176,7 @@ def test_more_soft_encoding_neighbours_change_the_loss_not_the_network():
     with torch.no_grad():
         out = five(l)
         assert torch.equal(out, ten(l))
-        assert five.head.loss(out, ab) != ten.head.loss(out, ab)
+        assert five.head.loss(out, ab, l) != ten.head.loss(out, ab, l)
     with pytest.raises(ValueError, match="neighbours needs head='classification'"):
         ResNet18Colorizer(neighbours=10)
 
@@ -187,7 +186,7 @@ def test_more_soft_encoding_neighbours_change_the_loss_not_the_network():
 OLD_LAST_LAYER = {"original_cnn": "net.24.", "edited_cnn": "net.35.", "resnet18": "decoder.14."}
 
 
-@pytest.mark.parametrize("head", ["regression", "classification"])
+@pytest.mark.parametrize("head", list(HEADS))
 @pytest.mark.parametrize("name", OLD_LAST_LAYER)
 def test_checkpoints_of_the_old_layout_load_into_the_heads(name, head):
     from lib.models import upgrade_state_dict
@@ -212,11 +211,11 @@ def test_checkpoints_of_the_old_layout_load_into_the_heads(name, head):
 def test_every_network_takes_either_head(name):
     torch.manual_seed(0)
     l, ab = torch.rand(2, 1, 32, 32), (torch.rand(2, 2, 32, 32) - 0.5) * 0.5
-    for kind in ("regression", "classification"):
+    for kind in HEADS:  # every registered head, a new one too
         model = build_model(name, head=kind)
         out = model(l)
         assert model.head.kind == kind and model.head.to_ab(out, (32, 32)).shape == (2, 2, 32, 32)
-        loss = model.head.loss(out, ab)
+        loss = model.head.loss(out, ab, l)
         loss.backward()  # the head's loss reaches the body's first layer
         first = next(p for p in model.parameters() if p.grad is not None)
         assert torch.isfinite(loss) and first.grad.abs().sum() > 0

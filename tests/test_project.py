@@ -1,6 +1,7 @@
 """The project's own promises: one dependency list, the two README commands, CI calls the tests."""
 
 import ast
+import inspect
 import json
 import re
 import subprocess
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lib import checkpoints, metrics, pipeline, splits, study
+from lib import checkpoints, metrics, pipeline, splits, study, train
+from lib.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -427,3 +429,69 @@ def test_only_lib_lab_converts_between_lab_units_and_the_models_scale():
         for o in scales_by_hand(path)
     ]
     assert not offenders, "scaled by hand, not through lib.lab:\n" + "\n".join(offenders)
+
+
+def reads_or_sets_on_a_model(path: Path, root: Path = ROOT) -> list[str]:
+    """Where a source file sets an attribute on a model (`model.x = ...`, `model.head.x = ...`,
+    setattr) or reads one with getattr: settings stuck onto a model rather than held by an object
+    that says what it holds (checkpoints.Inference, train.Parts)."""
+    where, found = path.relative_to(root).as_posix(), []
+
+    def on_model(node) -> bool:  # model, net, model.head, self.model, ...
+        while isinstance(node, ast.Attribute):
+            if node.attr in ("model", "net"):
+                return True
+            node = node.value
+        return isinstance(node, ast.Name) and node.id in ("model", "net", "m")
+
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        targets = list(node.targets) if isinstance(node, ast.Assign) else []
+        targets += [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign) else []
+        if any(isinstance(t, ast.Attribute) and on_model(t.value) for t in targets):
+            found.append(f"{where}:{node.lineno} sets an attribute")
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "setattr"):
+            if node.args and on_model(node.args[0]):
+                found.append(f"{where}:{node.lineno} {node.func.id}")
+    return found
+
+
+def test_reads_or_sets_on_a_model_finds_them(tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text(
+        "def f(model, x):\n    model.size = 1\n    x.model.head.prior = 2\n"
+        "    getattr(model, 'size', None)\n    setattr(net, 'a', 1)\n    x.size = model.size\n"
+    )
+    assert reads_or_sets_on_a_model(path, tmp_path) == [
+        "probe.py:2 sets an attribute", "probe.py:3 sets an attribute", "probe.py:4 getattr",
+        "probe.py:5 setattr",
+    ]  # fmt: skip
+
+
+def test_nothing_outside_lib_models_sets_or_reads_attributes_on_a_model():
+    """What inference needs is held by checkpoints.Inference and what training needs by
+    train.Parts: no module but models.py sets an attribute on a model or reads one by getattr."""
+    paths = [p for p in sorted((ROOT / "lib").glob("*.py")) if p.name != "models.py"]
+    offenders = [o for path in paths for o in reads_or_sets_on_a_model(path)]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_fit_takes_its_settings_as_one_object():
+    """fit(settings, loaders, out_dir, resume): at most six parameters, the settings one object."""
+    params = inspect.signature(train.fit).parameters
+    assert len(params) <= 6 and params["settings"].annotation is Settings
+
+
+def test_no_module_but_lib_models_branches_on_a_heads_name():
+    """Heads register themselves (models.HEADS) and callers ask a head's capabilities
+    (takes_vividness, uses_prior), so no comparison anywhere else names a head."""
+    from lib import models
+
+    offenders = []
+    for path in sorted((ROOT / "lib").glob("*.py")):
+        if path.name == "models.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                named = [n.value for n in [node.left, *node.comparators] if isinstance(n, ast.Constant)]
+                offenders += [f"{path.name}:{node.lineno} {v!r}" for v in named if v in models.HEADS]
+    assert not offenders, "\n".join(offenders)

@@ -4,6 +4,7 @@ import hashlib
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from PIL import Image
 from skimage import data as skdata
 
 from lib import checkpoints, colorize, data, datasets, lab, metrics, splits
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +112,28 @@ def test_pip_install_carries_the_weights(tmp_path):
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "lib/weights/reference.pt" in names and "lib/weights/README.md" in names
+
+
+def test_the_release_script_exports_a_trained_checkpoint_that_every_command_loads(tiny_loaders, tmp_path):
+    """bench/export_reference.py: how the shipped file was made, run on a real (one-epoch) run."""
+    import importlib.util
+
+    from lib import train
+
+    spec = importlib.util.spec_from_file_location("export_reference", ROOT / "bench" / "export_reference.py")
+    export = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export)
+    settings = train.Settings("resnet18", {"head": "classification"}, epochs=1, progress=False)
+    _, run = train.fit(settings, tiny_loaders, tmp_path / "run")
+    out = tmp_path / "reference.pt"
+    sha = export.export(checkpoints.best(run), out, working_size=96, vividness=0.2)
+    assert sha == hashlib.sha256(out.read_bytes()).hexdigest()
+    model, ckpt = checkpoints.load(out)
+    assert (model.working_size, model.vividness, ckpt["ab_prior"]) == (96, 0.2, run["ab_prior"])
+    assert all(v.dtype in (torch.float16, torch.int64) for v in ckpt["state_dict"].values())
+    assert ckpt["exported_from"]["file"] == Path(checkpoints.best(run)).name
+    with pytest.raises(FileExistsError, match="exists; move it away first"):
+        export.export(checkpoints.best(run), out, working_size=96, vividness=0.2)
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    assert export.main([str(tmp_path / "notes.txt"), str(tmp_path / "x.pt"), "--working-size", "96"]) == 2
+    assert not (tmp_path / "x.pt").exists()
