@@ -337,7 +337,8 @@ def parser() -> argparse.ArgumentParser:
         "--precision",
         default="auto",
         choices=["auto", *PRECISIONS],
-        help="autocast type in training (fp16 with a gradient scaler); auto: bf16 on CUDA, fp32 elsewhere",
+        help="autocast type in training: auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16, or fp16 with a "
+        "gradient scaler (for GPUs: on a CPU some 80x slower than fp32)",
     )
     add("--bf16", nargs=0, action=_Replaced, help="--precision bf16")
     add("--seed", type=int, default=0)
