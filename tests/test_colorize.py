@@ -2,8 +2,10 @@
 
 import hashlib
 import importlib.resources
+import inspect
 import io
 import os
+import resource
 import struct
 import subprocess
 import sys
@@ -13,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bad_inputs import png16
+from bad_inputs import png16, png_claiming
 from PIL import Image, ImageCms
 
-from lib import checkpoints, colorize, data, images, lab, models, train
+from lib import checkpoints, colorize, data, images, lab, train
 
 
 def skimage_photo(name: str) -> Path:
@@ -50,13 +52,24 @@ def photo(w, h, seed=0) -> Image.Image:
     return Image.fromarray(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8))
 
 
-@pytest.mark.parametrize("size", [(1, 1), (300, 1), (1, 300), (17, 33), (640, 9), (123, 77)])
+@pytest.mark.parametrize("size", [(1, 1), (16, 1), (1, 16), (17, 33), (144, 9), (123, 77)])
 def test_output_has_the_input_size_and_its_lightness(model, size):
     img = photo(*size).convert("L")
     out = colorize.colorize_image(img, model, size=32)
     assert out.size == img.size and out.mode == "RGB"
     diff = np.abs(lightness(out) - lightness(img))
     assert diff.max() <= 1.0 and diff.mean() <= 0.3  # equal to within 8-bit rounding
+
+
+@pytest.mark.parametrize("size", [(17, 1), (1, 300), (640, 9), (3000, 4)])
+def test_a_photo_beyond_16_to_1_is_refused_with_its_reason(model, size):
+    """Beyond images.MAX_WORKING_ASPECT the model would see a strip (a 4 x 3000 one at 128 x
+    96,000): refused, by the shape computation every caller shares, at any working size."""
+    for working in (8, 32):
+        with pytest.raises(
+            images.UnworkableShape, match=f"^too elongated for the model: {size[0]}x{size[1]}"
+        ):
+            colorize.colorize_image(photo(*size).convert("L"), model, size=working)
 
 
 def test_out_of_gamut_colours_keep_lightness_and_hue():
@@ -264,11 +277,11 @@ def test_the_model_sees_each_photo_with_its_own_aspect_ratio(model, checkpoint, 
     try:
         out = colorize.colorize_image(photo(160, 100).convert("L"), model, size=32)
         assert out.size == (160, 100) and seen == [(1, 1, 32, 48)]  # 100:160 at a shorter side of 32
-        # resized once: a 1500 x 1000 photo at --size 100 is seen at 152 x 96 (models.working_shape,
+        # resized once: a 1500 x 1000 photo at --size 100 is seen at 152 x 96 (images.working_shape,
         # 1.58:1 as the photo's 1.5:1 allows in multiples of 8), not resized again to 160 x 96
         seen.clear()
         colorize.colorize_image(photo(1500, 1000).convert("L"), model, size=100)
-        assert seen == [(1, 1, 96, 152)] and models.working_shape(1000, 1500, 100) == (96, 152)
+        assert seen == [(1, 1, 96, 152)] and images.working_shape(1000, 1500, 100) == (96, 152)
         src = tmp_path / "mixed"
         src.mkdir()
         for i, (w, h) in enumerate([(160, 100), (100, 160), (64, 64), (160, 100)]):
@@ -311,6 +324,127 @@ def test_an_output_never_lands_on_or_beside_an_input_through_a_link(checkpoint, 
         assert before == {p: sha(p) for p in src.rglob("*") if p.is_file()}  # inputs untouched
     assert sorted(p.name for p in (src / "sub").iterdir()) == ["x.png"]  # nothing written beside it
     assert (out / "y.png").is_file() and (out / "y.jpg").is_file()
+
+
+def test_two_inputs_on_one_output_are_both_refused_by_name_before_anything_is_written(
+    checkpoint, tmp_path, capsys
+):
+    """a.gif and a.png both become a.png; x.png, x.jpg and x.bmp all become x.jpg with --format
+    jpg; B.gif and b.PNG become B.png and b.PNG, one file where case is not told apart (macOS,
+    Windows). Every input of a shared output is skipped, naming the output and the other input,
+    with --overwrite or not; no file is written on that name; the others are written."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i, name in enumerate(["a.gif", "a.png", "B.gif", "b.PNG", "c.png"]):
+        photo(30, 20, i).convert("P" if name.endswith(".gif") else "L").save(src / name)
+    shared = {"a.gif": ("a.png", "a.png"), "a.png": ("a.png", "a.gif"), "B.gif": ("B.png", "b.PNG")}
+    shared |= {"b.PNG": ("b.PNG", "B.gif")}
+    for extra in ([], ["--overwrite"]):
+        assert colorize.main([str(src), "--checkpoint", checkpoint, "--out", str(out), *extra]) == 1
+        captured = capsys.readouterr()
+        for name, (output, other) in shared.items():
+            lines = [x for x in captured.err.splitlines() if x.startswith(f"{src / name}: skipped: ")]
+            assert len(lines) == 1, (name, captured.err)
+            assert f"its output is another input's too ({out / output}, also {src / other}'s" in lines[0]
+        assert sorted(p.name for p in out.iterdir()) == ["c.png"]
+        assert f"1 written to {out}, 4 skipped (4 its output is another input's too)" in captured.out
+    twice = tmp_path / "twice"  # one input given twice (its folder, and itself) is planned once
+    assert colorize.main([str(src), str(src / "c.png"), "--checkpoint", checkpoint, "--out", str(twice)]) == 1
+    captured = capsys.readouterr()
+    assert "c.png" not in captured.err and f"1 written to {twice}, 4 skipped" in captured.out
+    for name in ("x.png", "x.jpg", "x.bmp", "y.png"):
+        photo(30, 20).convert("L").save(tmp_path / name)
+    jpg = tmp_path / "jpg"
+    argv = [*(str(tmp_path / n) for n in ("x.png", "x.jpg", "x.bmp", "y.png")), "--out", str(jpg)]
+    assert colorize.main([*argv, "--checkpoint", checkpoint, "--format", "jpg", "--overwrite"]) == 1
+    captured = capsys.readouterr()
+    for name in ("x.png", "x.jpg", "x.bmp"):
+        lines = [x for x in captured.err.splitlines() if x.startswith(f"{tmp_path / name}: skipped: ")]
+        assert len(lines) == 1 and f"({jpg / 'x.jpg'}, also " in lines[0], (name, captured.err)
+    assert sorted(p.name for p in jpg.iterdir()) == ["y.jpg"] and "1 written" in captured.out
+
+
+def test_no_output_lands_in_the_folder_of_an_input_given_as_a_file(checkpoint, tmp_path, capsys):
+    """in/a.png --out in --format jpg would write in/a.jpg, the user's own photo (not an input):
+    refused, --overwrite or not. A new folder below it is not an input's folder."""
+    src = tmp_path / "in"
+    src.mkdir()
+    photo(40, 30).convert("L").save(src / "a.png")
+    photo(40, 30, 1).save(src / "a.jpg")  # the user's own, not given
+    before = {p: sha(p) for p in src.iterdir()}
+    for extra in ([], ["--overwrite"]):
+        argv = [str(src / "a.png"), "--checkpoint", checkpoint, "--out", str(src), "--format", "jpg"]
+        assert colorize.main([*argv, *extra]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert err == [
+            f"{src / 'a.png'}: skipped: its output would land in an input folder ({src / 'a.jpg'})"
+        ]
+        assert before == {p: sha(p) for p in src.iterdir()}
+    argv = [str(src / "a.png"), "--checkpoint", checkpoint, "--out", str(src / "colour"), "--format", "jpg"]
+    assert colorize.main(argv) == 0
+    with Image.open(src / "colour" / "a.jpg") as im:
+        assert im.size == (40, 30)
+
+
+def test_a_model_call_never_sees_more_than_the_working_pixel_cap(model):
+    """Photos of one working shape share a model call, --batch-size of them at most, and never more
+    working pixels than the cap (images.MAX_WORKING_PIXELS by default): memory bounded by the cap,
+    not by the batch size. The split leaves each photo's colours as they were."""
+    assert inspect.signature(colorize.predict_by_shape).parameters["max_pixels"].default == (
+        images.MAX_WORKING_PIXELS
+    )
+    seen = []
+    hook = model.model.encoder.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
+    try:
+        ls = [torch.rand(1, 1, 32, 48, generator=torch.Generator().manual_seed(i)) for i in range(5)]
+        ls.insert(2, torch.rand(1, 1, 48, 32))
+        split = colorize.predict_by_shape(model, ls, None, max_pixels=2 * 32 * 48)
+        assert seen == [(2, 1, 32, 48), (2, 1, 32, 48), (1, 1, 32, 48), (1, 1, 48, 32)]
+        seen.clear()
+        whole = colorize.predict_by_shape(model, ls, None)
+        assert seen == [(5, 1, 32, 48), (1, 1, 48, 32)]
+        for a, b, l in zip(split, whole, ls, strict=True):
+            assert a.shape == (2, *l.shape[-2:]) and torch.allclose(a, b, atol=1e-5)
+    finally:
+        hook.remove()
+
+
+@pytest.mark.slow
+def test_thin_and_huge_photos_are_skipped_before_they_take_memory(tmp_path):
+    """Under a 6 GB address-space limit (importing torch takes some 3.8 of it), the reference model
+    at --size 640: strips beyond 16:1 (a 3000 x 4 one would be seen at 640 x 480,000, a 17:1 one),
+    a 11:1 photo that would be seen at 7040 x 640 (4.5 megapixels, some 3.5 GB), and a header
+    claiming 900 megapixels are each skipped with one line, before any large tensor; the good
+    photos beside them are all written, at their own sizes."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    good = {"a.png": (96, 64), "b.jpg": (64, 96), "c.png": (120, 120)}
+    for i, (name, (w, h)) in enumerate(good.items()):
+        photo(w, h, i).convert("L").save(src / name)
+    refused = {"strip.png": "too elongated", "tall.png": "too elongated", "panorama.png": "too elongated"}
+    refused |= {"wide.png": "too large for the model", "bomb.png": "too large to decode safely"}
+    for name, (w, h) in {"strip.png": (3000, 4), "tall.png": (6, 2000), "panorama.png": (1700, 100)}.items():
+        photo(w, h).convert("L").save(src / name)
+    photo(1100, 100).convert("L").save(src / "wide.png")
+    (src / "bomb.png").write_bytes(png_claiming(30000, 30000))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "lib.colorize", str(src), "--out", str(out), "--size", "640"],
+        capture_output=True, text=True, preexec_fn=limit, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    skipped = dict(line.split(": skipped: ", 1) for line in done.stderr.splitlines() if ": skipped: " in line)
+    assert set(skipped) == {str(src / name) for name in refused}
+    for name, reason in refused.items():
+        assert skipped[str(src / name)].startswith(reason), (name, skipped[str(src / name)])
+    assert sorted(p.name for p in out.iterdir()) == sorted(good)
+    for name, size in good.items():
+        with Image.open(out / name) as im:
+            assert im.size == size
+    assert "3 written" in done.stdout and "5 skipped" in done.stdout
 
 
 def test_links_in_the_inputs_are_read_and_named_as_links(checkpoint, tmp_path, capsys):

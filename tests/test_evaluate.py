@@ -194,6 +194,8 @@ BAD_CHECKPOINTS = [
     ("data-source-tensor", "regression", lambda c: c["data"].update(source=torch.zeros(2))),
     ("working-size-zero", "regression", lambda c: c.update(working_size=0)),
     ("working-size-str", "regression", lambda c: c.update(working_size="128")),
+    ("working-size-7", "regression", lambda c: c.update(working_size=7)),  # below images.MIN_WORKING_SIZE
+    ("working-size-huge", "regression", lambda c: c.update(working_size=2049)),  # above its MAX
     ("vividness-above-1", "classification", lambda c: c.update(vividness=1.5)),
     ("vividness-str", "classification", lambda c: c.update(vividness="vivid")),
     ("vividness-regression", "regression", lambda c: c.update(vividness=0.5)),
@@ -307,3 +309,69 @@ def test_out_never_replaces_a_photo_it_scores(tmp_path, capsys):
         assert evaluate.main([*argv, "--out", str(out)]) == 2
         assert "its output would replace an input" in capsys.readouterr().err
     assert (photos / "photo0.jpg").read_bytes() == before
+
+
+def test_the_show_files_are_never_replaced_without_overwrite(tmp_path, capsys):
+    """--show writes <out>_photos.png and its .json: like --out, an existing one is refused before
+    any work (nothing loaded, scored or written), in one line naming it; --overwrite replaces all."""
+    folder = photo_folder(tmp_path / "photos")
+    ckpt = make_checkpoint(tmp_path / "mse.pt")
+    d = tmp_path / "d"
+    d.mkdir()
+    argv = ["--checkpoint", str(ckpt), "--data", str(folder), "--size", "32", "--workers", "0"]
+    argv += ["--show", "photo1.jpg", "--out", str(d / "y.json")]
+    for name in ("y_photos.png", "y_photos.json"):
+        (d / name).write_text("mine")
+        capsys.readouterr()
+        assert evaluate.main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.splitlines() == [
+            f"error: {d / name}: exists; choose another --out or add --overwrite"
+        ]
+        assert sorted(p.name for p in d.iterdir()) == [name] and (d / name).read_text() == "mine"
+        (d / name).unlink()
+    (d / "y_photos.png").write_text("mine")
+    assert evaluate.main([*argv, "--overwrite"]) == 0
+    assert sorted(p.name for p in d.iterdir()) == ["y.json", "y_photos.json", "y_photos.png"]
+    assert Image.open(d / "y_photos.png").size[0] > 100
+
+
+def test_no_output_lands_among_the_photos_it_reads(tmp_path, capsys):
+    """The --data folder and the folder of a --show photo are input folders, as for colorize: no
+    results file or figure lands in them (a figure there would be scored as a photo next time),
+    --overwrite or not; refused before any work, in one line."""
+    folder = photo_folder(tmp_path / "photos")
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    Image.fromarray(skdata.chelsea()).save(elsewhere / "cat.jpg")
+    ckpt = make_checkpoint(tmp_path / "mse.pt")
+    argv = ["--checkpoint", str(ckpt), "--data", str(folder), "--size", "32", "--workers", "0", "--overwrite"]
+    for out, show in ((folder / "scores.json", []), (folder / "sub" / "s.json", []),
+                      (elsewhere / "s.json", ["--show", str(elsewhere / "cat.jpg")])):  # fmt: skip
+        capsys.readouterr()
+        assert evaluate.main([*argv, *show, "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        err = captured.err.splitlines()
+        assert len(err) == 1 and "its output would land in an input folder" in err[0], err
+        assert captured.out == "" and not out.exists()
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["cat.jpg"]
+
+
+def test_a_show_photo_that_cannot_be_drawn_is_refused_before_any_work(tmp_path, capsys):
+    """A --show photo is drawn at full size with each model's working shape: one that cannot be
+    decoded, or is beyond 16:1 (images.MAX_WORKING_ASPECT), is refused in one line naming it
+    before anything is scored or written, not with a traceback after the results."""
+    folder = photo_folder(tmp_path / "photos")
+    (tmp_path / "mine").mkdir()
+    Image.fromarray(skdata.astronaut()).resize((600, 20)).save(tmp_path / "mine" / "strip.jpg")
+    ckpt = make_checkpoint(tmp_path / "mse.pt")
+    argv = ["--checkpoint", str(ckpt), "--data", str(folder), "--size", "32", "--workers", "0"]
+    argv += ["--working-size", "32", "--out", str(tmp_path / "s.json")]
+    for show, reason in ((tmp_path / "mine" / "strip.jpg", "too elongated for the model: 600x20 is 30:1"),
+                         (folder / "truncated.jpg", "cannot decode")):  # fmt: skip
+        capsys.readouterr()
+        assert evaluate.main([*argv, "--show", str(show)]) == 2
+        captured = capsys.readouterr()
+        err = captured.err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: --show {show}: {reason}"), err
+        assert "Traceback" not in captured.err and not (tmp_path / "s.json").exists()

@@ -100,12 +100,59 @@ def test_pretrained_weights_fail_with_a_clear_message_when_they_cannot_be_had(tm
 
 
 def test_the_working_shape_keeps_the_aspect_ratio_in_multiples_of_8():
-    from lib.models import working_shape
+    from lib.images import working_shape
 
     assert working_shape(1600, 2560, 176) == (176, 280)  # a 16:10 landscape
     assert working_shape(2560, 1600, 176) == (280, 176)
     assert working_shape(256, 256, 176) == (176, 176)
-    assert working_shape(30, 3000, 64) == (64, 6400) and working_shape(5, 5, 3) == (8, 8)
+    assert working_shape(30, 480, 64) == (64, 1024) and working_shape(5, 5, 8) == (8, 8)
+
+
+def test_the_working_shape_is_refused_beyond_the_documented_limits():
+    """A photo is seen at most 16 times longer than wide and at most 2048² pixels, whatever the
+    working size (8 to 2048 px): beyond, UnworkableShape, whose str is the reason a command skips
+    it with. A working size out of range is the caller's error, a plain ValueError."""
+    from lib.images import (
+        MAX_WORKING_ASPECT,
+        MAX_WORKING_PIXELS,
+        MAX_WORKING_SIZE,
+        MIN_WORKING_SIZE,
+        UnworkableShape,
+        working_shape,
+    )
+
+    assert (MIN_WORKING_SIZE, MAX_WORKING_SIZE, MAX_WORKING_ASPECT) == (8, 2048, 16)
+    assert MAX_WORKING_PIXELS == MAX_WORKING_SIZE**2  # every square photo fits at every working size
+    assert working_shape(100, 1600, 128) == (128, 2048) and working_shape(1600, 100, 128) == (2048, 128)
+    assert working_shape(5000, 5000, MAX_WORKING_SIZE) == (2048, 2048)
+    assert working_shape(1, 1, 2047) == (2048, 2048)  # rounded to the stride, still within the cap
+    with pytest.raises(UnworkableShape, match=r"^too elongated for the model: 3000x4 is 750:1, over 16:1"):
+        working_shape(4, 3000, 128)
+    with pytest.raises(UnworkableShape, match=r"^too elongated for the model: 100x1700 is 17:1"):
+        working_shape(1700, 100, 8)  # at any working size
+    with pytest.raises(
+        UnworkableShape, match=r"^too large for the model: seen at 5120x1024 = 5,242,880 pixels"
+    ):
+        working_shape(100, 500, 1024)  # 5:1 fits at 128 px, not at 1024
+    assert working_shape(100, 500, 128) == (128, 640)
+    with pytest.raises(UnworkableShape, match=r"^too large for the model: seen at 4096x2048 = 8,388,608"):
+        working_shape(1000, 2000, 2048)
+    for size in (MIN_WORKING_SIZE - 1, MAX_WORKING_SIZE + 1, 0, 10**6):
+        with pytest.raises(ValueError, match=r"working size .* from 8 to 2048") as refused:
+            working_shape(100, 100, size)
+        assert not isinstance(refused.value, UnworkableShape)
+
+
+def test_an_inference_refuses_a_working_size_out_of_range():
+    from lib.checkpoints import Inference
+
+    model = build_model("resnet18")
+    assert Inference(model, working_size=2048).replace(working_size=8).working_size == 8
+    for size in (7, 2049, 100_000):
+        with pytest.raises(ValueError, match="working size"):
+            Inference(model, working_size=size)
+        with pytest.raises(ValueError, match="working size"):
+            Inference(model).replace(working_size=size)
 
 
 def test_a_colorizer_sees_the_working_shape_and_answers_at_the_input_size():
