@@ -30,7 +30,7 @@ def measure(model_name: str, size: int, batch: int, device: str, seconds: float)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     l = torch.rand(batch, 1, size, size, device=device)
     ab = (torch.rand(batch, 2, size, size, device=device) - 0.5) * 0.5
-    dtype = train.PRECISIONS[train.Settings().precision_on(device)]  # the default: "auto"
+    dtype = train.AUTOCAST[train.Settings().precision_on(device)]  # the default: "auto"
 
     def step():
         loss = model.head.loss(train.forward(model, l, dtype), ab, l)

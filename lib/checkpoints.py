@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lib import lab, models, results
+from lib import images, lab, models, results
 
 CHECKPOINT_FORMAT = "bw-colorization-checkpoint/1"
 
@@ -71,8 +71,12 @@ def make(model, name: str, options: dict, epoch: int, val_loss: float, descripti
 
 
 def write(checkpoint: dict, path) -> Path:
-    """torch.save through the project's one atomic writer (results.write_atomic): all or nothing."""
-    return results.write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+    """torch.save through the project's one atomic writer (results.write_atomic): all or nothing.
+    Serialized in memory first, so that a full disk is an OSError naming `path` (torch's own file
+    writer reports it as a RuntimeError about zip positions)."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return results.write_atomic(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def load(path, device="cpu") -> tuple["Inference", dict]:
@@ -189,8 +193,10 @@ def _malformed(ckpt: dict) -> str | None:
             return f"'data' size must be a positive int (pixels), found {_found(described['size'])}"
         if not isinstance(described.get("source"), str | type(None)):
             return f"'data' source must be a str, found {type(described['source']).__name__}"
-    if ckpt.get("working_size") is not None and not _count(ckpt["working_size"]):
-        return f"'working_size' must be a positive int (pixels), found {_found(ckpt['working_size'])}"
+    size = ckpt.get("working_size")
+    if size is not None and images.working_size_problem(size):
+        low, high = images.MIN_WORKING_SIZE, images.MAX_WORKING_SIZE
+        return f"'working_size' must be an int from {low} to {high} (pixels), found {_found(size)}"
     v = ckpt.get("vividness")
     if v is not None and not (_number(v) and 0 <= v <= 1):
         return f"'vividness' must be a number from 0 to 1, found {_found(v)}"
@@ -230,17 +236,24 @@ class Inference:
     """A trained model as inference uses it: the one object colorize, evaluate, the metrics and the
     notebooks ask for colours (checkpoints.load returns it; a bare model is Inference(model)).
 
-    working_size: the shorter side it sees photos at, their aspect kept (models.working_shape);
-    None: at their own size. vividness: its default setting, 0 (faithful) to 1 (vivid), for a
-    classification head (models.ClassificationHead); None: the head's own default. Both come from
-    the checkpoint (the reference model records them); `replace` gives one with other settings.
-    All prediction runs in float32 with autocast off, whatever the caller's context (the one
-    precision policy of inference), in eval mode and without gradients."""
+    working_size: the shorter side it sees photos at, in pixels, their aspect kept
+    (images.working_shape; from images.MIN_WORKING_SIZE to images.MAX_WORKING_SIZE, ValueError
+    otherwise); None: at their own size. vividness: its default setting, 0 (faithful) to 1
+    (vivid), for a classification head (models.ClassificationHead); None: the head's own default.
+    Both come from the checkpoint (the reference model records them); `replace` gives one with
+    other settings. All prediction runs in float32 with autocast off, whatever the caller's context
+    (the one precision policy of inference), in eval mode and without gradients."""
 
     model: torch.nn.Module
     checkpoint: dict = field(default_factory=dict)
     working_size: int | None = None
     vividness: float | None = None
+
+    def __post_init__(self):
+        """A working size out of range (images.working_size_problem) is refused here, where it is
+        given (checkpoints.load, replace), not when a shape is computed from it."""
+        if self.working_size is not None and (problem := images.working_size_problem(self.working_size)):
+            raise ValueError(problem)
 
     @property
     def head(self):
@@ -261,9 +274,9 @@ class Inference:
 
     def shape(self, height: int, width: int, size: int | None = None) -> tuple[int, int]:
         """The (height, width) it sees a photo of this size at: the shorter side at `size`, else at
-        its working size (models.working_shape); the photo's own when it has neither."""
+        its working size (images.working_shape); the photo's own when it has neither."""
         size = size or self.working_size
-        return (height, width) if size is None else models.working_shape(height, width, size)
+        return (height, width) if size is None else images.working_shape(height, width, size)
 
     @torch.no_grad()
     def colours(self, x: torch.Tensor, vividness: float | None = None) -> torch.Tensor:

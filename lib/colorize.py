@@ -12,10 +12,15 @@ and every detail of its lightness. Colours that sRGB cannot show are desaturated
 lightness and hue (lib.lab.lab_to_rgb8) instead of clipped. --vividness (classification heads)
 goes from 0, faithful (the mean of the predicted colour distribution), to 1, vivid.
 
+A photo more than 16 times longer than wide, or one the model would see at more than 2048²
+pixels, is skipped (images.MAX_WORKING_ASPECT, MAX_WORKING_PIXELS: memory bounded by the cap).
+
 Outputs mirror the input tree under --out (default: a new folder "<inputs>-colorized" beside the
-common folder of the inputs). Inputs are never written; an existing output is skipped and reported
-unless --overwrite. Exit codes: 0 all written, 1 some inputs skipped or failed, 2 usage error or
-unusable checkpoint.
+common folder of the inputs), all planned before any is written. Inputs are never written, and no
+output lands in a folder given as input or holding an input file; inputs that would share an
+output (a.gif and a.png both give a.png) are each skipped; an existing output is skipped and
+reported unless --overwrite. Exit codes: 0 all written, 1 some inputs skipped or failed, 2 usage
+error or unusable checkpoint.
 """
 
 import argparse
@@ -33,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from lib import checkpoints, images, lab, models, results
+from lib import checkpoints, images, lab, options, results
 
 # The formats written, by suffix: every input format but GIF, whose 256 colours cannot hold a
 # colorized photo (a GIF's output is a PNG: output_suffix).
@@ -46,13 +51,14 @@ FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
 
 def lightness(img: Image.Image, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(the photo's full-resolution L* (1, 1, H, W) in Lab units, the model's input l (1, 1, h, w)
-    with its shorter side at `size` and the photo's aspect ratio (models.working_shape)): the one
+    with its shorter side at `size` and the photo's aspect ratio (images.working_shape)): the one
     resize of a photo to the shape the model sees (Inference.colours takes it as it is). L* is
     resized, then normalized (Inference.predict_ab normalizes first: its float32 rounding differs,
-    and so, by one level, do a few output pixels)."""
+    and so, by one level, do a few output pixels). A photo beyond the limits of what a model is
+    shown raises images.UnworkableShape, before any tensor is made."""
+    shape = images.working_shape(img.height, img.width, size)
     x = torch.from_numpy(np.array(img)).to(device)  # a writable copy, (H, W) or (H, W, 3)
     full = lab.image_to_lightness(x[None, None] if img.mode == "L" else x.permute(2, 0, 1)[None])
-    shape = models.working_shape(*full.shape[-2:], size)
     small = F.interpolate(full, size=shape, mode="bilinear", antialias=True, align_corners=False)
     return full, lab.normalize_l(small)
 
@@ -83,7 +89,8 @@ def colorize_image(
     vividness: from 0 (faithful) to 1 (vivid), classification heads only (default: the
     checkpoint's; see classes.vividness_setting). A colour input is colorized from its
     lightness; an alpha channel is kept as it was; the output is 8-bit RGB (RGBA with alpha) of
-    the input's size, EXIF orientation applied.
+    the input's size, EXIF orientation applied. images.UnworkableShape for a photo beyond the
+    limits of what a model is shown (images.MAX_WORKING_ASPECT, images.MAX_WORKING_PIXELS).
     """
     if model is None:
         model, _ = checkpoints.load(checkpoints.REFERENCE)
@@ -125,15 +132,21 @@ def expand_inputs(args: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
 
 
 class Inputs(NamedTuple):
-    """Where the inputs really are (every link followed): the files, and the folders given."""
+    """Where the inputs really are (every link followed): the files, the folders given (their whole
+    trees), and the folders that hold an input file (where it is named, and where it really is)."""
 
     files: frozenset[Path]
     folders: tuple[Path, ...]
+    homes: frozenset[Path] = frozenset()
 
 
 def real_inputs(files, args: list[str]) -> Inputs:
+    """The Inputs of expand_inputs' (file, root) pairs and the INPUT arguments."""
+    homes = {Path(os.path.abspath(f)).parent.resolve() for f, _ in files}
     return Inputs(
-        frozenset(f.resolve() for f, _ in files), tuple(Path(a).resolve() for a in args if Path(a).is_dir())
+        frozenset(f.resolve() for f, _ in files),
+        tuple(Path(a).resolve() for a in args if Path(a).is_dir()),
+        frozenset(homes | {f.resolve().parent for f, _ in files}),
     )
 
 
@@ -147,11 +160,16 @@ def output_suffix(src_suffix: str, fmt: str | None) -> str:
 
 
 def plan_outputs(files, out: Path | None, fmt: str | None) -> tuple[Path, list[tuple[Path, Path]]]:
-    """[(input, output)]: the inputs' tree mirrored under `out`, relative to their common folder.
+    """[(input, output)]: the inputs' tree mirrored under `out`, relative to their common folder;
+    every output is planned here, before any is written (writable checks them all). An input given
+    twice (a folder and a file in it) is planned once.
 
     Paths are taken as given, links not followed, so a link's output is named after the link and
     never depends on where it points."""
-    pairs = [(Path(os.path.abspath(f)), Path(os.path.abspath(r))) for f, r in files]
+    first: dict[Path, Path] = {}  # each input once, in the order first given, with its first root
+    for f, r in files:
+        first.setdefault(Path(os.path.abspath(f)), Path(os.path.abspath(r)))
+    pairs = list(first.items())
     base = Path(os.path.commonpath([str(r) for _, r in pairs]))
     out = Path(out).resolve() if out else base.parent / f"{base.name}-colorized"
     plan = []
@@ -165,13 +183,35 @@ def output_conflict(dst: Path, inputs: Inputs) -> str | None:
     """Why writing `dst` could touch an input, or None: the one check every output passes.
 
     `dst` is followed through every link (of the output folder's tree, or dst itself) to where
-    the file would really land; that must be neither an input file nor inside an input folder."""
+    the file would really land; that must be neither an input file, nor inside a folder given as
+    input, nor in a folder that holds an input file (where it would replace the user's other
+    files there, --overwrite or not)."""
     real = dst.resolve()
     if real in inputs.files:
         return "its output would replace an input"
-    if any(real.is_relative_to(f) for f in inputs.folders):
-        return f"its output would land in an input folder (through a link: {dst} is {real})"
+    if any(real.is_relative_to(f) for f in inputs.folders) or real.parent in inputs.homes:
+        where = dst if real == dst else f"through a link: {dst} is {real}"
+        return f"its output would land in an input folder ({where})"
     return None
+
+
+def shared_outputs(plan) -> dict[Path, str]:
+    """{input: why it is skipped} for each input whose planned output is another input's too: the
+    same path (a.gif and a.png both give a.png), the same file through a link, or a name that
+    differs only in case (one file on macOS and Windows). Every input of a shared output is
+    skipped, none preferred, so no file is written on that name and none is lost."""
+    by_file: dict[str, list[Path]] = {}
+    for src, dst in plan:
+        by_file.setdefault(str(dst.resolve()).casefold(), []).append(src)
+    shared = {}
+    for src, dst in plan:
+        if others := [o for o in by_file[str(dst.resolve()).casefold()] if o != src]:
+            also = ", ".join(f"{o}'s" for o in others)
+            shared[src] = (
+                f"its output is another input's too ({dst}, also {also}: colorize them separately, "
+                "into different --out folders)"
+            )
+    return shared
 
 
 def write_image(img: Image.Image, path: Path, picture: images.Picture, overwrite: bool) -> None:
@@ -223,9 +263,9 @@ def colorize_files(
     inputs: Inputs | None = None,
 ) -> dict:
     """Colorize (input, output) pairs, batch_size photos at a time (one model call for the photos
-    of one working shape); an output that could touch an input (output_conflict; `inputs`: by
-    default the plan's own input files) is skipped. Returns the tallies."""
-    inputs = inputs or Inputs(frozenset(src.resolve() for src, _ in plan), ())
+    of one working shape); every output is checked before any is written (writable: `inputs`, by
+    default the plan's own input files). Returns the tallies."""
+    inputs = inputs or real_inputs([(src, src.parent) for src, _ in plan], [])
     tally = {"written": 0, "skipped": Counter(), "failed": 0, "colour_inputs": 0}
     todo = writable(plan, inputs, overwrite, tally)
     bar = tqdm(total=len(todo), desc="colorize", unit="img", disable=None)
@@ -247,10 +287,11 @@ def _skip(tally: dict, src, reason: str) -> None:
 
 def writable(plan, inputs: Inputs, overwrite: bool, tally: dict) -> list[tuple[Path, Path]]:
     """The (input, output) pairs that may be written; the others are skipped before any work: an
-    output that could touch an input, or one that exists (without overwrite)."""
-    todo = []
+    output that could touch an input (output_conflict), one that is another input's too
+    (shared_outputs), or one that exists (without overwrite)."""
+    todo, shared = [], shared_outputs(plan)
     for src, dst in plan:
-        if conflict := output_conflict(dst, inputs):
+        if conflict := output_conflict(dst, inputs) or shared.get(src):
             _skip(tally, src, conflict)
         elif dst.exists() and not overwrite:
             _skip(tally, src, "output exists (use --overwrite)")
@@ -260,8 +301,9 @@ def writable(plan, inputs: Inputs, overwrite: bool, tally: dict) -> list[tuple[P
 
 
 def read_batch(pairs, size: int, device, tally: dict, bar) -> list[Photo]:
-    """Decode and split each photo of a batch (lightness); one that cannot be read is skipped
-    with its reason, and counted done on the progress bar."""
+    """Decode and split each photo of a batch (lightness); one that cannot be read, or that no
+    model is shown (images.working_shape's limits), is skipped with its reason, and counted done on
+    the progress bar."""
     batch = []
     for src, dst in pairs:
         try:
@@ -269,20 +311,27 @@ def read_batch(pairs, size: int, device, tally: dict, bar) -> list[Photo]:
             img = picture.image
             tally["colour_inputs"] += img.mode == "RGB" and not images.is_gray(img)
             batch.append(Photo(src, dst, picture, *lightness(img, size, device)))
-        except images.BadImage as e:
+        except (images.BadImage, images.UnworkableShape) as e:
             _skip(tally, src, str(e))
             bar.update()
     return batch
 
 
-def predict_by_shape(model, ls: list[torch.Tensor], vividness: float | None) -> list[torch.Tensor]:
+def predict_by_shape(
+    model, ls: list[torch.Tensor], vividness: float | None, max_pixels: int = images.MAX_WORKING_PIXELS
+) -> list[torch.Tensor]:
     """The normalized ab (2, h, w) of each model input l (1, 1, h, w): photos of one aspect ratio
-    share one working shape, hence one model call (in the order of their sorted shapes)."""
+    share one working shape, hence model calls (in the order of their sorted shapes) of as many
+    photos as hold at most `max_pixels` working pixels together (at least one), so that a call's
+    memory is bounded by the cap, whatever the batch size."""
     colours = {}
     for shape in sorted({l.shape for l in ls}):
         same = [i for i, l in enumerate(ls) if l.shape == shape]
-        ab = model.colours(torch.cat([ls[i] for i in same]), vividness)
-        colours |= {i: ab[j] for j, i in enumerate(same)}
+        per_call = max(1, max_pixels // (shape[-2] * shape[-1]))
+        for start in range(0, len(same), per_call):
+            part = same[start : start + per_call]
+            ab = model.colours(torch.cat([ls[i] for i in part]), vividness)
+            colours |= {i: ab[j] for j, i in enumerate(part)}
     return [colours[i] for i in range(len(ls))]
 
 
@@ -316,16 +365,18 @@ def parser() -> argparse.ArgumentParser:
         help="a checkpoint written by lib.train / the notebooks (default: the shipped reference model)",
     )  # fmt: skip
     p.add_argument(
-        "--vividness", type=float, default=None, metavar="V",
+        "--vividness", type=options.VIVIDNESS, default=None, metavar="V",
         help="0 (faithful, muted) to 1 (vivid); classification heads only (default: the checkpoint's)",
     )  # fmt: skip
     p.add_argument("--out", type=Path, help="output folder (default: <inputs' folder>-colorized)")
     p.add_argument("--format", help="write this format (png, jpg, webp, bmp, tif) instead of the input's")
     p.add_argument(
-        "--size", type=int, help="the shorter side the model sees, aspect kept (default: its checkpoint's)"
+        "--size",
+        type=options.SIZE,
+        help="the shorter side the model sees, aspect kept (default: its checkpoint's)",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    p.add_argument("--batch-size", type=int, default=4, help="photos per model call (default 4)")
+    p.add_argument("--device", type=options.device, default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--batch-size", type=options.count(1), default=4, help="photos per model call (default 4)")
     p.add_argument("--side-by-side", action="store_true", help="write gray | colour side by side")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return p
@@ -340,13 +391,10 @@ def option_problem(a: argparse.Namespace) -> str | None:
     """What is wrong with the options alone, before anything is loaded or read, or None."""
     if a.format and f".{a.format.lower().lstrip('.')}" not in FORMATS:
         return f"--format {a.format}: choose one of png, jpg, webp, bmp, tif"
-    if a.batch_size < 1 or (a.size is not None and a.size < 8):
-        return "--batch-size must be >= 1 and --size >= 8"
-    if a.vividness is not None and not 0 <= a.vividness <= 1:
-        return f"--vividness {a.vividness}: choose a value from 0 (faithful) to 1 (vivid)"
-    return None
+    return None  # the others' types and ranges: lib.options, checked as argparse reads them
 
 
+@options.command
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
@@ -358,6 +406,9 @@ def main(argv=None) -> int:
         return _usage(str(e))
     if a.vividness is not None and not model.head.takes_vividness:
         return _usage(f"--vividness needs a classification head; {a.checkpoint} predicts ab directly")
+    size = a.size or default_size(model)
+    if problem := images.working_size_problem(size):  # the size a checkpoint was trained at, say
+        return _usage(f"{a.checkpoint}: {problem} (its training size); give --size")
 
     # inputs and outputs: every output is planned, and checked against the inputs, before any work
     files, missing = expand_inputs(a.inputs)
@@ -372,7 +423,6 @@ def main(argv=None) -> int:
     if any(out.resolve().is_relative_to(f) for f in inputs.folders):
         return _usage(f"--out {out} is inside an input folder; choose a folder outside the inputs")
 
-    size = a.size or default_size(model)
     vividness = a.vividness if a.vividness is not None else ckpt.get("vividness")
     tally = colorize_files(plan, model, size, a.batch_size, a.side_by_side, a.overwrite, vividness, inputs)
     tally["skipped"]["no such input"] += len(missing)

@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from lib import results
+from lib import options, results
 
 # The repository's data/, whatever the working directory (notebooks run in notebooks/).
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "data"
@@ -318,6 +318,7 @@ def fetch(name: str, root=DEFAULT_ROOT, url: str | None = None, **options) -> Pa
 # --- command line ----------------------------------------------------------------------------------
 
 
+@options.command
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lib.datasets", description=__doc__.split("\n\n")[0])
     p.add_argument("name", metavar="NAME", choices=list(DATASETS), help=" or ".join(DATASETS))

@@ -7,6 +7,8 @@ Every photo is brought to the usual protocol: shorter side resized to 256, centr
 every metric of lib.metrics compares the prediction with the photo's own colour, and the gray
 baseline (a = b = 0) is scored on the same crops. Prints one table and writes the numbers, with
 their provenance, to a JSON file. Files that are not usable colour photos are skipped and named.
+What it writes (that file, --show's figure and its JSON) is checked before any work: no existing
+file is replaced without --overwrite, and none lands among the photos it reads or in their folders.
 """
 
 import argparse
@@ -16,7 +18,19 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from lib import checkpoints, colorize, data, datasets, images, metrics, models, plots, results, splits
+from lib import (
+    checkpoints,
+    colorize,
+    data,
+    datasets,
+    images,
+    metrics,
+    models,
+    options,
+    plots,
+    results,
+    splits,
+)
 
 
 def labels(paths: list[str], ckpts: list[dict]) -> list[str]:
@@ -32,14 +46,11 @@ def labels(paths: list[str], ckpts: list[dict]) -> list[str]:
     ]  # fmt: skip
 
 
-def show(photos: list[str], root: Path, settings: dict) -> list[dict]:
-    """Rows for plots.photo_grid: each photo made black and white, colorized at full size by each
-    (model, vividness) of `settings`, and the original."""
+def show(originals: list, settings: dict) -> list[dict]:
+    """Rows for plots.photo_grid: each photo (an RGB image of show_photos) made black and white,
+    colorized at full size by each (model, vividness) of `settings`, and the original."""
     rows = []
-    for f in photos:
-        path = Path(f) if Path(f).is_absolute() else root / f
-        with images.open_image(path) as im:
-            original = images.to_rgb(im)
+    for original in originals:
         gray = original.convert("L")
         row = {"black and white": gray}
         row |= {name: colorize.colorize_image(gray, m, vividness=v) for name, (m, v) in settings.items()}
@@ -54,28 +65,32 @@ def parser() -> argparse.ArgumentParser:
         help="a checkpoint (.pt), or 'reference' for the shipped model; repeat for more",
     )  # fmt: skip
     p.add_argument(
-        "--vividness", type=float, nargs="+", default=None, metavar="V",
+        "--vividness", type=options.VIVIDNESS, nargs="+", default=None, metavar="V",
         help="score each (classification) checkpoint at each of these vividness settings, 0 to 1",
     )  # fmt: skip
     p.add_argument("--data", required=True, help="a folder of colour photos (searched recursively)")
     p.add_argument("--split", metavar="FILE", help="score only one part of this split file of --data")
     p.add_argument("--part", default="held-out", choices=list(splits.PARTS), help="with --split (held-out)")
-    p.add_argument("--size", type=int, default=256, help="centre crop, pixels (default 256)")
-    p.add_argument("--resize", type=int, default=None, help="shorter side before the crop (default: --size)")
+    p.add_argument("--size", type=options.SIZE, default=256, help="centre crop, pixels (default 256)")
     p.add_argument(
-        "--working-size", type=int, default=None, metavar="N",
+        "--resize", type=options.SIZE, default=None, help="shorter side before the crop (default: --size)"
+    )
+    p.add_argument(
+        "--working-size", type=options.SIZE, default=None, metavar="N",
         help="models see each crop with its shorter side at N (default: the checkpoint's, else the crop's)",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--batch-size", type=options.count(1), default=16)
+    p.add_argument("--device", type=options.device, default="auto")
+    p.add_argument("--workers", type=options.count(0), default=None)
     p.add_argument("--out", default=None, help="JSON file to write (default: runs/evaluate-<time>.json)")
     p.add_argument(
         "--show", nargs="+", default=None, metavar="PHOTO",
         help="also draw these photos (paths below --data, or any image file) at full size, black and "
         "white | each checkpoint | original, into <out>_photos.png",
     )  # fmt: skip
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out and its --show files if they exist"
+    )
     return p
 
 
@@ -83,6 +98,7 @@ class Refused(Exception):
     """Why the command stops before writing anything: one line, printed as "error: <it>" (exit 2)."""
 
 
+@options.command
 def main(argv=None) -> int:
     p = parser()
     a = p.parse_args(argv)
@@ -99,23 +115,28 @@ def main(argv=None) -> int:
 
 
 def run(a: argparse.Namespace) -> int:
-    """The command, its options checked: load, score every model on one pass, write the results."""
+    """The command, its options checked: check every file it writes and every --show photo, load,
+    score every model on one pass, write the results."""
     out = Path(a.out or f"runs/evaluate-{datetime.now():%Y%m%d-%H%M%S}.json")
-    if out.exists() and not a.overwrite:
-        raise Refused(f"{out}: exists; choose another --out or add --overwrite")
+    targets = [out, *(figure_files(out) if a.show else [])]  # every file it writes
+    for target in targets:
+        if target.exists() and not a.overwrite:
+            raise Refused(f"{target}: exists; choose another --out or add --overwrite")
     started, device = results.now(), checkpoints.pick_device(a.device)
+    shown = [Path(f) if Path(f).is_absolute() else Path(a.data, f) for f in a.show or []]
     try:
+        check_outputs(targets, a.data, shown)
         loaded = [checkpoints.load(c, device) for c in a.checkpoint]
+        about, predictors, settings = rows_to_score(a, loaded)
+        originals = show_photos(shown, settings)
         files = splits.split_files(a.data, a.split, a.part) if a.split else None
         loader, skipped = data.folder_loader(a.data, a.size, a.resize, a.batch_size, a.workers, files)
     except (ValueError, FileNotFoundError) as e:
         raise Refused(str(e)) from None
-    check_outputs(out, a.data)
     where = f"{a.data}, the {a.part} part of {a.split}" if a.split else a.data
     print(f"{len(loader.dataset)} photos from {where} (shorter side {a.resize or a.size}, centre crop "
           f"{a.size}), {len(skipped)} skipped; {device}")  # fmt: skip
     seen = dict(skipped)  # decode-time failures are added (and named) as the loader finds them
-    about, predictors, settings = rows_to_score(a, loaded)
     rows = score(predictors, loader, device, seen, about, where)
     print(metrics.format_table(rows))
     if seen:  # each was named on its own line as it was found
@@ -130,22 +151,49 @@ def run(a: argparse.Namespace) -> int:
         provenance=results.provenance(device, started),
     )  # fmt: skip
     if a.show:
-        shown = show(a.show, Path(a.data), settings)
-        figure = out.with_name(f"{out.stem}_photos.png")  # and its .json, beside the results file
-        plots.save_figure(plots.photo_grid(shown), figure, {"photos": a.show, "checkpoints": about})
+        figure = targets[1]  # and its .json (targets[2])
+        plots.save_figure(
+            plots.photo_grid(show(originals, settings)), figure, {"photos": a.show, "checkpoints": about}
+        )
         print(f"written: {figure}")
     print(f"written: {out}")
     return 0
 
 
-def check_outputs(out: Path, folder) -> None:
-    """What this command writes (the results file, its photo grid) must never land on a photo it
-    reads: colorize's one output check (Refused if it would)."""
-    photos = [Path(folder, f) for f in images.list_images(folder)]
-    inputs = colorize.Inputs(frozenset(p.resolve() for p in photos), ())
-    for target in (out, out.with_name(f"{out.stem}_photos.png")):
+def figure_files(out: Path) -> list[Path]:
+    """The files --show writes beside the results file `out`: its photo grid and the grid's JSON
+    (plots.save_figure)."""
+    figure = out.with_name(f"{out.stem}_photos.png")
+    return [figure, figure.with_suffix(".json")]
+
+
+def check_outputs(targets: list[Path], folder, shown: list[Path]) -> None:
+    """The files this command writes (`targets`) follow colorize's rules for outputs, its one
+    output check (colorize.output_conflict): none on a photo it reads, none in the folder it scores
+    (a figure there would be scored next time) or in the folder of a --show photo. Refused, naming
+    the file, if one would."""
+    photos = [Path(folder, f) for f in images.list_images(folder)] if Path(folder).is_dir() else []
+    inputs = colorize.real_inputs([(p, p.parent) for p in photos + shown], [str(folder)])
+    for target in targets:
         if conflict := colorize.output_conflict(target, inputs):
-            raise Refused(f"--out {out}: {conflict}")
+            raise Refused(f"{target}: {conflict}; choose another --out")
+
+
+def show_photos(paths: list[Path], settings: dict) -> list:
+    """The --show photos as evaluation reads photos (images.to_rgb: RGB images), each checked
+    before any work: it must decode, and each model of `settings` must be able to see it at the
+    working size colorize_image gives it (images.working_shape). Refused, naming the file, if not."""
+    originals = []
+    for path in paths:
+        try:
+            with images.open_image(path) as im:
+                original = images.to_rgb(im)
+            for model, _ in settings.values():
+                images.working_shape(original.height, original.width, colorize.default_size(model))
+        except (images.BadImage, images.UnworkableShape) as e:
+            raise Refused(f"--show {path}: {e}") from None
+        originals.append(original)
+    return originals
 
 
 def rows_to_score(a: argparse.Namespace, loaded: list) -> tuple[dict, dict, dict]:
@@ -156,7 +204,10 @@ def rows_to_score(a: argparse.Namespace, loaded: list) -> tuple[dict, dict, dict
     names = labels(a.checkpoint, [ckpt for _, ckpt in loaded])
     about, predictors, settings = {}, {}, {}
     for name, path, (model, ckpt) in zip(names, a.checkpoint, loaded, strict=True):
-        model = model.replace(working_size=a.working_size)
+        try:
+            model = model.replace(working_size=a.working_size)
+        except ValueError as e:  # out of range (Inference): refused where it is given
+            raise Refused(f"--working-size {a.working_size}: {e}") from None
         if a.vividness and not model.head.takes_vividness:
             raise Refused(f"{path}: --vividness needs a classification head")
         for v in a.vividness or [ckpt.get("vividness")]:

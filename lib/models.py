@@ -385,13 +385,6 @@ def build_model(name: str, **options) -> nn.Module:
     return MODELS[name](**options)
 
 
-def working_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """The (height, width) a model sees a photo at: its shorter side brought to `short_side`, its
-    aspect ratio kept, both sides rounded to multiples of 8 (the networks' total stride)."""
-    scale = short_side / min(height, width)
-    return tuple(max(8, round(s * scale / 8) * 8) for s in (height, width))
-
-
 # Names for readers (charts, tables, sentences); the registry's keys are names for code.
 DISPLAY = {"original_cnn": "OriginalCNN", "edited_cnn": "EditedCNN", "resnet18": "ResNet18"}
 

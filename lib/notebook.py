@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from lib import checkpoints, data, metrics, models, plots, results, settings, study
+from lib import checkpoints, data, metrics, models, options, plots, results, settings, study
 
 REPO = Path(__file__).resolve().parents[1]  # the project's folder: where the README's commands run
 
@@ -35,14 +35,11 @@ JOBS = {
 }
 
 
-# Every parameter a notebook's `parameters` cell declares (a test checks each notebook against
-# it): what setup reads from the notebook's namespace and its results file records, and nothing
-# else there (not IPython's In and Out, nor a name another cell happens to define).
-PARAMETERS = (
-    "dataset", "image_size", "eval_size", "augment", "crop_scale", "epochs", "batch_size", "lr",
-    "schedule", "precision", "max_images", "seeds", "device", "workers", "progress", "pretrained",
-    "n_samples", "out_dir",
-)  # fmt: skip
+# Every parameter a notebook's `parameters` cell declares, with its declared type and range
+# (lib.options; a test checks each notebook against it): what setup reads from the notebook's
+# namespace and its results file records, and nothing else there (not IPython's In and Out, nor
+# a name another cell happens to define).
+PARAMETERS = options.PARAMETERS
 
 # The parameters that make two notebooks' runs the same experiment but for the model.
 RECIPE = (
@@ -188,7 +185,7 @@ def setup(namespace: dict, augment: str | None = "crop") -> Notebook:
     the parameters dataset, eval_size, batch_size, max_images, device, workers, n_samples and
     out_dir; and, when `augment` is given (a notebook that trains), image_size and crop_scale for
     the training loaders (lib.data.make_loaders). Prints one line."""
-    params = {k: namespace[k] for k in PARAMETERS if k in namespace}
+    params = options.check_parameters({k: namespace[k] for k in PARAMETERS if k in namespace}, "notebook")
     p = params
     device = checkpoints.pick_device(p["device"])
     loaders = None

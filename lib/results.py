@@ -133,12 +133,13 @@ def remove_leftovers(path) -> list[Path]:
 def write_atomic(path, write: Callable[[Path], object], replace: bool = True) -> Path:
     """The one way this project writes a file: all or nothing.
 
-    `write(tmp)` fills a new temporary file beside `path` (".<name>.<pid>.<random>.tmp": hidden,
-    never one that exists, short enough for the file-name limit); then it is renamed onto `path`.
-    Whatever happens, the temporary file is gone afterwards, and leftovers of killed writers are
-    removed first (remove_leftovers). replace=False never replaces a file: FileExistsError if
-    `path` exists, even one that appeared while writing. The file gets the usual permissions
-    (0666 less the umask). Returns `path`."""
+        `write(tmp)` fills a new temporary file beside `path` (".<name>.<pid>.<random>.tmp": hidden,
+        never one that exists, short enough for the file-name limit); then it is renamed onto `path`.
+        Whatever happens, the temporary file is gone afterwards, and leftovers of killed writers are
+        removed first (remove_leftovers). replace=False never replaces a file: FileExistsError if
+        `path` exists, even one that appeared while writing. The file gets the usual permissions
+        (0666 less the umask). Returns `path`. A system error while writing (disk full, a file too
+    large) is an OSError naming `path`, not the temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
@@ -150,6 +151,12 @@ def write_atomic(path, write: Callable[[Path], object], replace: bool = True) ->
             os.replace(tmp, path)
         else:
             os.link(tmp, path)  # fails if path exists: a file that appeared meanwhile is kept
+    except FileExistsError:
+        raise
+    except OSError as e:  # disk full, a file too large...: named by the file wanted, not the temporary
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path

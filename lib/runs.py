@@ -6,12 +6,18 @@ A run lives in one folder:
   model-epoch-007-val-0.01234.pt       a checkpoint each time the validation loss improves
                                        (or only best.pt, with keep_all=False)
   results.json                         (the command line) history, metrics, provenance
+  .lock                                while a run trains into it: its process and host (lock)
 Every checkpoint is written atomically (lib.checkpoints.write), so a crash never leaves half a
 file. A folder that already holds a run is never overwritten: resume it or pick another folder.
-lib.train.fit calls `run_to_resume` and `restore` before its first epoch and `save_epoch` after
-each one.
+One run at a time: lib.train.fit holds the folder's lock for the whole run, then calls
+`run_to_resume` and `restore` before its first epoch and `save_epoch` after each one.
 """
 
+import contextlib
+import json
+import os
+import socket
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +28,69 @@ from lib.settings import differences, recorded
 
 if TYPE_CHECKING:  # lib.train imports this module
     from lib.train import Parts
+
+
+@contextlib.contextmanager
+def lock(out_dir: Path, hold: bool = True):
+    """Hold out_dir/.lock while the block runs (the folder is created if need be): a second run
+    into the same folder, from this machine or another, is refused with FileExistsError, one line,
+    while the first one's process lives. A lock whose process is gone (a run killed with kill -9)
+    is stale and taken over. Released when the block ends, however it ends. hold=False holds
+    nothing: under torchrun the first process holds the folder for the whole job."""
+    if not hold:
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ".lock"
+    mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    while not _take(path, mine):
+        holder = _holder(path)
+        if holder is None:  # stale: its process is gone
+            path.unlink(missing_ok=True)
+            continue
+        raise FileExistsError(
+            f"{out_dir}: another run (process {holder['pid']} on {holder['host']}) is training into it; wait "
+            f"for it to end or choose another folder (if that run is gone, delete {path})"
+        )
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _take(path: Path, content: str) -> bool:
+    """Create `path` holding `content`, all at once, unless it exists: True if this call made it.
+    (Written aside, then hard-linked into place: a lock is never seen half-written.)"""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".lock-", delete=False) as f:
+        f.write(content)
+    try:
+        os.link(f.name, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(f.name)
+
+
+def _holder(path: Path) -> dict | None:
+    """Who holds a lock ({"pid", "host"}), or None when it is stale: its process, on this host, is
+    gone. A lock of another host is taken to be held (its process cannot be checked from here)."""
+    try:
+        holder = json.loads(path.read_text())
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except FileNotFoundError:
+        return None  # released meanwhile
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"pid": "?", "host": "an unknown host"}  # not ours to judge: never taken over
+    if host != socket.gethostname():
+        return {"pid": pid, "host": host}
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # it exists, another user's
+    return {"pid": pid, "host": host}
 
 
 def run_to_resume(out_dir: Path, resume: bool) -> Path | None:
@@ -47,11 +116,42 @@ def run_to_resume(out_dir: Path, resume: bool) -> Path | None:
 SAME_DATA = ("source", "split", "parts", "size", "max_images", "n_train", "n_val", "augment", "crop_scale")
 
 
+_ANOTHER_FOLDER = "start the run in another folder (this one's checkpoints stay as they are)"
+_KEPT = ("model", "options", "data", "state_dict", "optimizer", "run", "format")
+
+
+def read_last(last: Path, device) -> dict:
+    """What last.pt holds, or ValueError, one line, saying what is wrong with it and what to do:
+    not a regular file, unreadable (corrupt, truncated, not a torch file), or not a run's state."""
+    if not last.is_file():
+        raise ValueError(f"{last}: cannot resume: not a regular file; {_ANOTHER_FOLDER}")
+    try:
+        state = torch.load(last, map_location=device, weights_only=True)
+    except Exception as e:  # torch.load's errors have no common type: zip, pickle, EOF, ...
+        raise ValueError(
+            f"{last}: cannot resume: not a readable checkpoint ({type(e).__name__}); {_ANOTHER_FOLDER}"
+        ) from None
+    run = state.get("run") if isinstance(state, dict) else None
+    if not (
+        isinstance(run, dict) and all(k in state for k in _KEPT) and {"settings", "history"} <= run.keys()
+    ):
+        raise ValueError(f"{last}: cannot resume: not the state of a run of lib.train; {_ANOTHER_FOLDER}")
+    if state["format"] != checkpoints.CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{last}: cannot resume: a checkpoint of format {state['format']!r}; {_ANOTHER_FOLDER}"
+        )
+    return state
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 def restore(last: Path, run: dict, parts: "Parts") -> None:
     """Load last.pt into the parts and the run record, after checking that it is the same run: the
     same model, options, data and settings (only more epochs, and those not for a one-cycle
     schedule, which has ended). Raises ValueError naming what differs."""
-    state = torch.load(last, map_location=parts.device, weights_only=True)
+    state = read_last(last, parts.device)
     mismatch = {k for k in ("model", "options") if state[k] != run[k]}
     if any(state["data"].get(k) != run["data"].get(k) for k in SAME_DATA):
         mismatch.add("data")
@@ -64,8 +164,11 @@ def restore(last: Path, run: dict, parts: "Parts") -> None:
             f"{last}: cannot resume with {now['epochs']} epochs: its one-cycle schedule was laid "
             f"out for {before['epochs']} (start a new run for a longer one)"
         )
-    parts.model.load_state_dict(state["state_dict"])
-    parts.load_state(state)
+    try:
+        parts.model.load_state_dict(state["state_dict"])
+        parts.load_state(state)
+    except (RuntimeError, ValueError, KeyError) as e:  # weights or optimizer state of another shape
+        raise ValueError(f"{last}: cannot resume: {_first_line(e)}; {_ANOTHER_FOLDER}") from None
     kept = ("history", "checkpoints", "skipped_during_training", "ab_prior")
     run |= {k: state["run"][k] for k in kept if k in state["run"]}
 

@@ -6,15 +6,17 @@ and its last.pt keep, and `differences` is what a resume compares. It imports no
 training loop, so the notebooks' analysis cells can describe a recipe without it.
 """
 
-from dataclasses import dataclass, field
+from __future__ import annotations
 
-import torch
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch.device in annotations only: lib.options and lib.pipeline import no torch
+    import torch
 
 SCHEDULES = ("constant", "onecycle")
 STEPS = ("batch", "epoch")  # when a schedule moves the learning rate on
-# Autocast's type for each precision (None: no autocast). fp16 trains with a gradient scaler,
-# whose loss scale keeps small gradients from rounding to zero in float16.
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = ("fp32", "bf16", "fp16")  # lib.train.AUTOCAST: their autocast types
 
 
 @dataclass(frozen=True)

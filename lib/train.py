@@ -29,8 +29,12 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from lib import checkpoints, classes, data, images, lab, metrics, models, results, runs
+from lib import checkpoints, classes, data, images, lab, metrics, models, options, results, runs
 from lib.settings import PRECISIONS, SCHEDULES, STEPS, Settings
+
+# Autocast's type for each precision (None: no autocast). fp16 trains with a gradient scaler,
+# whose loss scale keeps small gradients from rounding to zero in float16.
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def start_distributed() -> tuple[int, int]:
@@ -96,7 +100,7 @@ def build(settings: Settings, device: torch.device, steps_per_epoch: int) -> Par
         net = torch.nn.parallel.DistributedDataParallel(model)
     if settings.compile:  # the training step only; validation and checkpoints use `model` itself
         net = torch.compile(net)
-    return Parts(model, net, opt, sched, settings.step, scaler, PRECISIONS[precision])
+    return Parts(model, net, opt, sched, settings.step, scaler, AUTOCAST[precision])
 
 
 # --- the steps of a run -----------------------------------------------------------------------------
@@ -254,11 +258,19 @@ def fit(
         "parameters": models.count_parameters(parts.model), "device": str(device), "processes": world,
         "compiled": settings.compile, "history": [], "checkpoints": [], "skipped_during_training": {},
     }  # fmt: skip
-    if last := runs.run_to_resume(out_dir, resume):  # or start in a folder that holds no run
-        runs.restore(last, run, parts)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    set_colour_prior(parts.model, run, loaders.train, device)
+    with runs.lock(out_dir, hold=rank == 0):  # one run per folder; under torchrun, the first process's
+        if last := runs.run_to_resume(out_dir, resume):  # or start in a folder that holds no run
+            runs.restore(last, run, parts)
+        set_colour_prior(parts.model, run, loaders.train, device)
+        train_epochs(settings, parts, run, loaders, out_dir, rank)
+    return parts.model, run
 
+
+def train_epochs(
+    settings: Settings, parts: Parts, run: dict, loaders: data.Loaders, out_dir: Path, rank: int
+):
+    """fit's loop: from the epoch after run["history"]'s last to settings.epochs, train, validate,
+    record and (the first process) save each epoch."""
     skips, epochs = run["skipped_during_training"], settings.epochs
     for epoch in range(len(run["history"]) + 1, epochs + 1):
         loaders.train.sampler.set_epoch(epoch, settings.seed)  # this run's order and augmentation
@@ -272,7 +284,6 @@ def fit(
             print(f"epoch {epoch}/{epochs}: train {done['train_loss']:.5f}  val {val_loss:.5f}  "
                   f"{done['seconds']:.1f}s  {done['images_per_s']:.0f} img/s", flush=True)  # fmt: skip
         runs.save_epoch(parts, run, out_dir, settings.keep_all)
-    return parts.model, run
 
 
 def fit_seeds(
@@ -295,7 +306,8 @@ class _Replaced(argparse.Action):
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line: the run's options (each a field of Settings) and the photos' (data_options)."""
+    """The command line: the run's options (each a field of Settings), its head's (head_options) and
+    the photos' (data_options)."""
     p = argparse.ArgumentParser(
         prog="python -m lib.train",
         description="Train one colorizer on the train part, choose its checkpoint on the dev part, and "
@@ -303,30 +315,21 @@ def parser() -> argparse.ArgumentParser:
     )
     add = p.add_argument
     add("--model", default="resnet18", choices=list(models.MODELS))
+    head_options(p.add_argument_group("the head").add_argument)
+    add("--epochs", type=options.count(1), default=5)
     add(
-        "--head",
-        default=models.DEFAULT_HEAD,
-        choices=list(models.HEADS),
-        help="predict ab (regression, MSE) or a distribution over colour bins (classification, Zhang et al.)",
+        "--lr",
+        type=options.number(0, low_open=True),
+        default=1e-3,
+        help="learning rate (the peak, for --schedule onecycle)",
     )
-    add(
-        "--rebalance",
-        type=float,
-        default=None,
-        metavar="LAMBDA",
-        help=f"classification head: lambda of the class rebalancing (default {classes.LAMBDA}; 1 = none)",
-    )
-    add(
-        "--neighbours",
-        type=int,
-        default=None,
-        metavar="K",
-        help=f"classification head: bins that share a pixel's soft target (default {classes.NEIGHBOURS})",
-    )
-    add("--epochs", type=int, default=5)
-    add("--lr", type=float, default=1e-3, help="learning rate (the peak, for --schedule onecycle)")
     add("--schedule", default="constant", choices=SCHEDULES)
-    add("--warmup", type=float, default=0.15, help="onecycle: share of the steps spent warming up")
+    add(
+        "--warmup",
+        type=options.number(0, 1, low_open=True, high_open=True),
+        default=0.15,
+        help="onecycle: share of the steps spent warming up",
+    )
     add(
         "--step",
         default="batch",
@@ -341,13 +344,37 @@ def parser() -> argparse.ArgumentParser:
         "gradient scaler (for GPUs: on a CPU some 80x slower than fp32)",
     )
     add("--bf16", nargs=0, action=_Replaced, help="--precision bf16")
-    add("--seed", type=int, default=0)
-    add("--device", default="auto")
+    add("--seed", type=options.count(0), default=0)
+    add("--device", type=options.device, default="auto")
     add("--out", default=None, help="run folder (default: runs/<model>-<time>)")
     add("--resume", action="store_true", help="continue the run in --out")
     add("--compile", action="store_true", help="train through torch.compile (long runs)")
     data_options(p.add_argument_group("the photos").add_argument)
     return p  # fmt: skip
+
+
+def head_options(add) -> None:
+    """The options of the model's head (models.HEADS): which, and the classification head's own."""
+    add(
+        "--head",
+        default=models.DEFAULT_HEAD,
+        choices=list(models.HEADS),
+        help="predict ab (regression, MSE) or a distribution over colour bins (classification, Zhang et al.)",
+    )
+    add(
+        "--rebalance",
+        type=options.number(0, 1, low_open=True),
+        default=None,
+        metavar="LAMBDA",
+        help=f"classification head: lambda of the class rebalancing (default {classes.LAMBDA}; 1 = none)",
+    )
+    add(
+        "--neighbours",
+        type=options.count(1, 32),
+        default=None,
+        metavar="K",
+        help=f"classification head: bins that share a pixel's soft target (default {classes.NEIGHBOURS})",
+    )
 
 
 def data_options(add) -> None:
@@ -365,32 +392,30 @@ def data_options(add) -> None:
         metavar="FILE",
         help="a split file of --data (lib.splits.write_split): train on its train part, validate on its dev",
     )
-    add("--size", type=int, default=64, help="training crop size in pixels")
-    add("--batch-size", type=int, default=32)
-    add("--max-images", type=int, default=None)
+    add("--size", type=options.SIZE, default=64, help="training crop size in pixels")
+    add("--batch-size", type=options.count(1), default=32)
+    add("--max-images", type=options.count(1), default=None)
     add("--augment", default="crop", choices=["crop", "affine", "none"])
     add(
         "--crop-scale",
-        type=float,
+        type=options.number(0, 1, low_open=True),
         default=0.08,
         help="--augment crop: the smallest share of a photo's area that a crop covers (default 0.08)",
     )
-    add("--workers", type=int, default=None)  # fmt: skip
+    add("--workers", type=options.count(0), default=None)  # fmt: skip
 
 
 def settings_from(p: argparse.ArgumentParser, a: argparse.Namespace) -> Settings:
     """The run's Settings from the parsed options (a head's options only where they were given,
     so a default run's record is {} as it always was); bad combinations end with p.error."""
-    if not 0 < a.crop_scale <= 1:
-        p.error(f"--crop-scale must be in (0, 1], got {a.crop_scale}")
-    options = {"head": a.head} if a.head != models.DEFAULT_HEAD else {}
-    options |= {k: v for k, v in (("rebalance", a.rebalance), ("neighbours", a.neighbours)) if v is not None}
+    chosen = {"head": a.head} if a.head != models.DEFAULT_HEAD else {}
+    chosen |= {k: v for k, v in (("rebalance", a.rebalance), ("neighbours", a.neighbours)) if v is not None}
     try:
-        models.head_class(a.head, options.keys() - {"head"})
+        models.head_class(a.head, chosen.keys() - {"head"})
     except ValueError as e:
         p.error(f"{e} (--head {a.head})")
     return Settings(
-        a.model, options, epochs=a.epochs, lr=a.lr, schedule=a.schedule, warmup=a.warmup, step=a.step,
+        a.model, chosen, epochs=a.epochs, lr=a.lr, schedule=a.schedule, warmup=a.warmup, step=a.step,
         precision=a.precision, seed=a.seed, device=a.device, compile=a.compile,
     )  # fmt: skip
 
@@ -411,6 +436,7 @@ def report(run: dict, loaders: data.Loaders, device) -> dict:
     return scores
 
 
+@options.command
 def main(argv=None) -> int:
     p = parser()
     a = p.parse_args(argv)

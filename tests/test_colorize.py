@@ -299,10 +299,14 @@ def test_the_model_sees_each_photo_with_its_own_aspect_ratio(model, checkpoint, 
 
 def test_vividness_is_refused_for_a_regression_checkpoint(checkpoint, tmp_path, capsys):
     photo(8, 8).save(tmp_path / "x.png")
-    for v in ("0.5", "2"):
-        assert colorize.main([str(tmp_path / "x.png"), "--checkpoint", checkpoint, "--vividness", v]) == 2
+    assert colorize.main([str(tmp_path / "x.png"), "--checkpoint", checkpoint, "--vividness", "0.5"]) == 2
+    with pytest.raises(SystemExit):  # out of range: refused as argparse reads it (lib.options)
+        colorize.main([str(tmp_path / "x.png"), "--checkpoint", checkpoint, "--vividness", "2"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert "needs a classification head" in err[0] and "from 0 (faithful) to 1 (vivid)" in err[1]
+    assert (
+        "needs a classification head" in err[0]
+        and "--vividness: must be a number in [0, 1], got '2'" in err[-1]
+    )
     assert not (tmp_path / "x-colorized").exists()
 
 

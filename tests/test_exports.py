@@ -12,7 +12,7 @@ import pypdfium2
 import pytest
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath, markdown2html_mistune
 
-from lib import pipeline, results
+from lib import exports, pipeline, results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -65,7 +65,7 @@ def test_every_equation_of_the_notebooks_becomes_mathml_in_an_html_file_that_sta
     cells = [source for sources in chapters.values() for source in sources]
     total = 0
     for source in cells:
-        converted = pipeline.markdown_math_to_mathml(source)
+        converted = exports.markdown_math_to_mathml(source)
         assert "$" not in without_code(converted), source
         assert converted.count("<math") == len(equations(source)) > 0, source
         total += len(equations(source))
@@ -73,7 +73,7 @@ def test_every_equation_of_the_notebooks_becomes_mathml_in_an_html_file_that_sta
         cells=[nbformat.v4.new_markdown_cell(s) for s in cells], metadata=KERNEL
     )
     nbformat.write(notebook, tmp_path / "equations.ipynb")
-    html = pipeline.export_html(tmp_path / "equations.ipynb", tmp_path / "html")
+    html = exports.export_html(tmp_path / "equations.ipynb", tmp_path / "html")
     alone = tmp_path / "alone" / html.name
     alone.parent.mkdir()
     shutil.copy(html, alone)
@@ -83,9 +83,9 @@ def test_every_equation_of_the_notebooks_becomes_mathml_in_an_html_file_that_sta
     assert "<script" not in text and "mathjax" not in text.lower()
     assert not re.search(r"""\bsrc=["'](?!data:)""", text) and "<link" not in text  # all inline
     assert not re.search(r"url\((?!data:)", text)  # the stylesheet's icons too
-    chromium = pipeline.find_chromium()
+    chromium = exports.find_chromium()
     if chromium:
-        pdf = pipeline.export_pdf(alone, tmp_path / "pdf", chromium)
+        pdf = exports.export_pdf(alone, tmp_path / "pdf", chromium)
         printed = "\n".join(page.get_textpage().get_text_range() for page in pypdfium2.PdfDocument(pdf))
         assert "ℓ" in printed and "∈" in printed and "\\frac" not in printed
 
@@ -96,7 +96,7 @@ def test_tex_in_markdown_becomes_mathml_and_the_markdown_around_it_stays():
         "then $x\n= 1$ across a line, and $$\\hat{\\mathbf{y}} \\in [-1, 1]$$ apart.\n\n"
         "```bash\necho $PATH $x$\n```\n\na lone $ here\n\nand $ there."
     )
-    html = pipeline.markdown_math_to_mathml(markdown)
+    html = exports.markdown_math_to_mathml(markdown)
     assert html.startswith("**L\\*** costs \\$5, `echo $HOME` and ``a $b$ c`` stay; the scale ")
     assert "```bash\necho $PATH $x$\n```\n" in html
     assert "a lone $ here\n\nand $ there." in html  # math never spans a blank line
@@ -114,10 +114,10 @@ def test_tex_in_markdown_becomes_mathml_and_the_markdown_around_it_stays():
 def test_the_mathml_is_mended_where_chromium_draws_it_unlike_tex():
     """The hat sits on its letter (a circumflex overscript, not the ASCII caret as an accent), a
     minus after a bracket is a sign, a prime is not a superscript, a slash is not spaced."""
-    hat = pipeline.tex_to_mathml(r"\hat{\mathbf{y}} \in [-1, 1]", display=True)
+    hat = exports.tex_to_mathml(r"\hat{\mathbf{y}} \in [-1, 1]", display=True)
     assert "<mover><mrow><mi>&#x1D432;</mi></mrow><mo>&#x002C6;</mo></mover>" in hat
     assert "accent" not in hat and '<mo form="prefix">&#x02212;</mo><mn>1</mn>' in hat
-    ratio = pipeline.tex_to_mathml(r"\log(w^\prime/w) - (1-\lambda)", display=False)
+    ratio = exports.tex_to_mathml(r"\log(w^\prime/w) - (1-\lambda)", display=False)
     assert "<mi>w</mi><mo>&#x02032;</mo>" in ratio and "msup" not in ratio
     assert '<mo lspace="0" rspace="0">&#x0002F;</mo>' in ratio
     assert ratio.count('form="prefix"') == 0  # both minus signs subtract
@@ -126,11 +126,11 @@ def test_the_mathml_is_mended_where_chromium_draws_it_unlike_tex():
 @pytest.mark.parametrize("tex", [r"\fracc{1}{2}", r"x^"])
 def test_tex_that_cannot_be_converted_stops_the_export_with_its_source(tmp_path, tex):
     with pytest.raises(ValueError, match=re.escape(f"${tex}$")):
-        pipeline.markdown_math_to_mathml(f"before ${tex}$ after")
+        exports.markdown_math_to_mathml(f"before ${tex}$ after")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"${tex}$")], metadata=KERNEL)
     nbformat.write(notebook, tmp_path / "bad.ipynb")
     with pytest.raises(ValueError, match=r"^bad\.ipynb: \$"):
-        pipeline.export_html(tmp_path / "bad.ipynb", tmp_path / "html")
+        exports.export_html(tmp_path / "bad.ipynb", tmp_path / "html")
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def exported(tmp_path_factory):
     nbformat.write(notebook, tmp / "tags.ipynb")
     (tmp / "run").mkdir()
     executed = pipeline.execute(str(tmp / "tags.ipynb"), tmp / "run", {})
-    return executed, pipeline.export_html(executed, tmp / "run" / "html")
+    return executed, exports.export_html(executed, tmp / "run" / "html")
 
 
 def test_cells_tagged_remove_cell_leave_the_exports_and_remove_input_keeps_only_the_output(exported):
@@ -174,10 +174,10 @@ def test_the_html_shows_no_prompt_numbers(exported):
 
 
 def test_the_pdf_is_a4_and_a_shell_line_of_88_columns_fits(exported, tmp_path):
-    chromium = pipeline.find_chromium()
+    chromium = exports.find_chromium()
     if not chromium:
         pytest.skip("no Chromium to print a PDF")
-    doc = pypdfium2.PdfDocument(pipeline.export_pdf(exported[1], tmp_path, chromium))
+    doc = pypdfium2.PdfDocument(exports.export_pdf(exported[1], tmp_path, chromium))
     assert all(page.get_size() == pytest.approx((595.28, 841.89), abs=1) for page in doc)  # A4, in points
     printed = "\n".join(page.get_textpage().get_text_range() for page in doc)
     assert len(SHELL_LINE) == 88 and SHELL_LINE in [line.strip() for line in printed.splitlines()]

@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -21,7 +22,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from lib import checkpoints, colab, metrics, notebook, pipeline, plots, results, splits
+from lib import checkpoints, colab, exports, metrics, notebook, pipeline, plots, results, splits
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -72,8 +73,10 @@ def test_colab_cells_and_badges_point_at_the_project():
 
 def test_parameters_merge_common_then_notebook_then_overrides():
     profile = {"dataset": "photos", "epochs": 3, "lr": 0.5, "01_OriginalCNN": {"epochs": 7}}
-    got = pipeline.parameters_for("01_OriginalCNN", profile, {"lr": 0.1, "not_a_parameter": 1})
-    assert got == {"dataset": "photos", "epochs": 7, "lr": 0.1}
+    got = pipeline.parameters_for("01_OriginalCNN", profile, {"lr": "0.1"})
+    assert got == {"dataset": "photos", "epochs": 7, "lr": 0.1}  # in its declared type
+    with pytest.raises(ValueError, match="no parameter not_a_parameter"):  # never dropped unseen
+        pipeline.parameters_for("01_OriginalCNN", profile, {"not_a_parameter": 1})
     comparison = pipeline.parameters_for("04_Comparison", profile, {})
     assert "epochs" not in comparison and comparison["dataset"] == "photos"
 
@@ -206,7 +209,7 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
             ]
             named = [w for w in words if w.endswith(".pt") or w.startswith(("data/", "runs/", "/"))]
             assert named and all((pipeline.REPO / w).exists() for w in named), (nb, named)
-    if pipeline.find_chromium():  # CI machines may have none: then the run prints a line instead
+    if exports.find_chromium():  # CI machines may have none: then the run prints a line instead
         for nb in pipeline.NOTEBOOKS:
             assert (out / "pdf" / f"{nb}.pdf").read_bytes().startswith(b"%PDF")
 
@@ -237,11 +240,17 @@ def test_all_notebooks_run_headlessly_and_write_results_charts_and_exports(tmp_p
 
 @pytest.mark.slow
 def test_a_failing_notebook_stops_the_run_and_names_the_cell(tmp_path, photo_folder, capsys):
-    profile = tiny_profile(tmp_path, photo_folder, lr=-1.0)  # Adam refuses a negative rate
+    """A failure no parameter check can foresee: every train photo passes the header check at
+    start-up and fails while decoding (black and white, saved as RGB), so training stops."""
+    photos = tmp_path / "photos"
+    shutil.copytree(photo_folder, photos)
+    for f in (photos / "train").iterdir():
+        Image.open(f).convert("L").convert("RGB").save(f)
+    profile = tiny_profile(tmp_path, photos)
     code = pipeline.main(["--profile", profile, "--out", str(tmp_path / "run"), "--no-pdf"])
     err = capsys.readouterr().err
     assert code == 1
-    assert re.search(r"01_OriginalCNN failed in cell \d+ \(ValueError: Invalid learning rate", err)
+    assert re.search(r"01_OriginalCNN failed in cell \d+ \(ValueError: .*no training image", err), err
     partial = json.loads((tmp_path / "run" / "01_OriginalCNN.ipynb").read_text())
     ran = [c for c in partial["cells"] if c["cell_type"] == "code" and c["execution_count"]]
     assert len(ran) >= 4  # the cells before the failure kept their outputs
@@ -340,7 +349,7 @@ def test_exports_show_how_the_run_was_made_instead_of_the_colab_and_parameter_ce
     executed = tmp_path / "run" / "chapter.ipynb"
     executed.parent.mkdir()
     pipeline.execute(str(tmp_path / "chapter.ipynb"), executed.parent, {"epochs": 2})
-    html = pipeline.export_html(executed, tmp_path / "html").read_text()
+    html = exports.export_html(executed, tmp_path / "html").read_text()
     assert "google.colab" not in html
     assert "# passes over the data" not in html  # the parameters cell (its comment)
     assert "# Parameters" not in html  # papermill's injected cell (its comment)

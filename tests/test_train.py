@@ -428,3 +428,51 @@ def test_a_run_recorded_before_settings_were_one_object_still_resumes(tiny_loade
         fit("resnet18", tiny_loaders, tmp_path, precision="bf16", step="epoch", resume=True, **kw)
     _, again = fit("resnet18", tiny_loaders, tmp_path, precision="bf16", resume=True, **kw)
     assert again["settings"] == run["settings"] and histories_equal(again["history"], run["history"])
+
+
+# --- one run per folder -------------------------------------------------------------------------------
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, capsys):
+    """Another process holds the folder (as a training run does, for the whole run): a second run
+    is refused with one line naming it; once that process is killed (kill -9: its lock stays
+    behind), the lock is stale and the next run takes the folder."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import time; from pathlib import Path; from lib import runs\n"
+         f"with runs.lock(Path({str(out)!r})):\n    print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        argv = ["--size", "32", "--epochs", "1", "--max-images", "16", "--workers", "0", "--out", str(out)]
+        assert train.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"another run (process {holder.pid} on {socket.gethostname()})" in err[0]
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing of the second run
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    assert (out / ".lock").exists()  # killed: nothing released it
+    t0 = time.time()
+    assert train.main(argv) == 0  # stale: taken over
+    assert not (out / ".lock").exists() and (out / "last.pt").exists() and time.time() - t0 < 120
+
+
+def test_a_lock_is_released_however_the_run_ends_and_another_hosts_lock_is_respected(tiny_loaders, tmp_path):
+    killed = tiny_loaders._replace(train=KilledAfter(tiny_loaders.train, epochs=0))
+    with pytest.raises(KeyboardInterrupt):
+        fit("resnet18", killed, tmp_path / "a", epochs=1)
+    assert not (tmp_path / "a" / ".lock").exists()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / ".lock").write_text('{"pid": 1, "host": "another-machine"}')
+    with pytest.raises(FileExistsError, match="process 1 on another-machine.*delete .*\\.lock"):
+        fit("resnet18", tiny_loaders, tmp_path / "b", epochs=1)
+    assert [p.name for p in (tmp_path / "b").iterdir()] == [".lock"]
