@@ -121,12 +121,12 @@ def load(path, device="cpu") -> tuple["Inference", dict]:
     options = {**ckpt["options"], **({"pretrained": False} if "pretrained" in ckpt["options"] else {})}
     try:
         model = models.build_model(ckpt["model"], **options)
-        model.load_state_dict(models.upgrade_state_dict(model, ckpt["state_dict"]))
-    except (ValueError, TypeError, RuntimeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise ValueError(
-            f"{path}: does not fit this version's {ckpt.get('model')!r} model ({first})"
-        ) from None
+    except (ValueError, TypeError) as e:  # an unknown model, head or option
+        raise ValueError(f"{path}: does not fit this version's {ckpt['model']!r} model ({e})") from None
+    state = models.upgrade_state_dict(model, ckpt["state_dict"])
+    if problem := _other_weights(model.state_dict(), state):
+        raise ValueError(f"{path}: does not fit this version's {ckpt['model']!r} model: {problem}")
+    model.load_state_dict(state)
     problem = _misfit(ckpt, model)
     if problem:
         raise ValueError(f"{path}: malformed checkpoint: {problem}")
@@ -207,6 +207,18 @@ def _malformed(ckpt: dict) -> str | None:
         if not all(math.isfinite(p) and p >= 0 for p in prior) or not sum(prior) > 0:
             return "'ab_prior' must hold finite non-negative numbers with a positive sum"
     return None
+
+
+def _other_weights(mine: dict, theirs: dict) -> str | None:
+    """The first difference, by name, between a model's weights and a checkpoint's, or None:
+    a tensor missing, one the model does not have, or one of another shape."""
+    for name, tensor in mine.items():
+        if name not in theirs:
+            return f"it has no weights {name!r}"
+        if tuple(theirs[name].shape) != tuple(tensor.shape):
+            return f"its {name!r} is {tuple(theirs[name].shape)}, the model's {tuple(tensor.shape)}"
+    extra = sorted(set(theirs) - set(mine))
+    return f"its weights {extra[0]!r} are not the model's" if extra else None
 
 
 def _misfit(ckpt: dict, model) -> str | None:

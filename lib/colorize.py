@@ -126,7 +126,7 @@ def expand_inputs(args: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
         for p in paths:
             if p.is_dir():
                 found += [(p / f, p) for f in images.list_images(p)]
-            elif p.is_file() or p.is_symlink():
+            else:  # a file, a link, or what no command can read (a FIFO...): refused by its reason
                 found.append((p, p.parent))
     return found, missing
 

@@ -160,6 +160,16 @@ def set_weight(value):
     return change
 
 
+# (case, how its weights differ from the model's, what the refusal says)
+OTHER_WEIGHTS = [
+    ("weight-other-shape", lambda c: c["state_dict"].update({"head.layers.0.weight": torch.zeros(3, 32, 3)}),
+     "its 'head.layers.0.weight' is (3, 32, 3), the model's (2, 32, 3, 3)"),
+    ("weight-missing", lambda c: c["state_dict"].pop("head.layers.0.bias"),
+     "it has no weights 'head.layers.0.bias'"),
+    ("weight-extra", lambda c: c["state_dict"].update({"head.extra": torch.zeros(1)}),
+     "its weights 'head.extra' are not the model's"),
+]  # fmt: skip
+
 # (case, head of the checkpoint it starts from, what is wrong with it): each torch.load accepts
 BAD_CHECKPOINTS = [
     ("no-model", "regression", lambda c: c.pop("model")),
@@ -205,7 +215,22 @@ BAD_CHECKPOINTS = [
     ("ab-prior-nan", "classification", lambda c: c["ab_prior"].__setitem__(0, float("nan"))),
     ("ab-prior-str", "classification", lambda c: c.update(ab_prior="uniform")),
     ("ab-prior-zeros", "classification", lambda c: c.update(ab_prior=[0.0] * 261)),
+    *((case, "regression", spoil) for case, spoil, _ in OTHER_WEIGHTS),
 ]  # fmt: skip
+
+
+def test_a_checkpoint_of_other_weights_names_the_first_that_differs(base_checkpoints, tmp_path):
+    """Not PyTorch's "Error(s) in loading state_dict" (many lines), but the first weight by name."""
+    for case, spoil, says in OTHER_WEIGHTS:
+        ckpt = copy.deepcopy(base_checkpoints["regression"])
+        spoil(ckpt)
+        torch.save(ckpt, tmp_path / f"{case}.pt")
+        with pytest.raises(ValueError) as refused:
+            checkpoints.load(tmp_path / f"{case}.pt")
+        assert (
+            str(refused.value)
+            == f"{tmp_path / case}.pt: does not fit this version's 'resnet18' model: {says}"
+        )
 
 
 @pytest.mark.parametrize("case, head, spoil", BAD_CHECKPOINTS, ids=[c[0] for c in BAD_CHECKPOINTS])
