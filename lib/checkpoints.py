@@ -32,6 +32,9 @@ import torch.nn.functional as F
 from lib import images, lab, models, results
 
 CHECKPOINT_FORMAT = "bw-colorization-checkpoint/1"
+# The largest file read as a checkpoint: these networks' last.pt (weights and Adam's two moments)
+# is under 50 MB, so 1 GiB is room for bigger networks; a bigger file is refused before it is read.
+MAX_BYTES = 1 << 30
 
 # The shipped reference model (README, "Model card"): trained once at scale, carried by the package.
 # Its SHA-256 is checked at every load, so a damaged or replaced file is refused, never used.
@@ -97,6 +100,8 @@ def load(path, device="cpu") -> tuple["Inference", dict]:
     path = REFERENCE if str(path) == "reference" else Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint file")
+    if problem := too_large(path):
+        raise ValueError(f"{path}: {problem}")
     raw = path.read_bytes()  # read once: hashed, then loaded
     sha = hashlib.sha256(raw).hexdigest()
     if path.resolve() == REFERENCE and sha != REFERENCE_SHA256:
@@ -134,6 +139,14 @@ def load(path, device="cpu") -> tuple["Inference", dict]:
         model.head.set_prior(ckpt["ab_prior"], weights=False)  # the weights are the loaded ones
     ckpt["sha256"] = sha
     return Inference(model.to(device).eval(), ckpt, ckpt.get("working_size"), ckpt.get("vividness")), ckpt
+
+
+def too_large(path: Path) -> str | None:
+    """Why a file is too large to be read as a checkpoint (over MAX_BYTES), or None."""
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        return f"{size / 2**30:.1f} GiB, too large for a checkpoint (at most {MAX_BYTES / 2**30:g} GiB)"
+    return None
 
 
 def _number(x) -> bool:

@@ -125,6 +125,8 @@ def read_last(last: Path, device) -> dict:
     not a regular file, unreadable (corrupt, truncated, not a torch file), or not a run's state."""
     if not last.is_file():
         raise ValueError(f"{last}: cannot resume: not a regular file; {_ANOTHER_FOLDER}")
+    if problem := checkpoints.too_large(last):
+        raise ValueError(f"{last}: cannot resume: {problem}; {_ANOTHER_FOLDER}")
     try:
         state = torch.load(last, map_location=device, weights_only=True)
     except Exception as e:  # torch.load's errors have no common type: zip, pickle, EOF, ...

@@ -64,7 +64,8 @@ def write_split(root, pools: list[str], out, seed: int = 0, pattern: str = "*.jp
 
 
 def read_split(path) -> tuple[int, list[tuple[str, str, str]]]:
-    """(seed, [(part, path, sha256), ...]) of a split file written by write_split."""
+    """(seed, [(part, path, sha256), ...]) of a split file written by write_split; every path
+    relative to the data folder and inside it (ValueError, one line, for a row that is not)."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
@@ -77,6 +78,9 @@ def read_split(path) -> tuple[int, list[tuple[str, str, str]]]:
     rows = [tuple(line.split("\t")) for line in body if line]
     if any(len(r) != 3 or r[0] not in PARTS for r in rows):
         raise ValueError(f"{path}: malformed line (expected part, path, sha256 with a part of {list(PARTS)})")
+    outside = next((r[1] for r in rows if Path(r[1]).is_absolute() or ".." in Path(r[1]).parts), None)
+    if outside is not None:  # a split names photos of its own data folder, never others
+        raise ValueError(f"{path}: row {outside!r} points outside the data folder (absolute, or with ..)")
     return seed, rows
 
 

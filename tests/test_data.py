@@ -859,3 +859,18 @@ def test_crop_scale_sets_how_much_of_the_photo_a_crop_keeps():
         return np.mean([float((t(im) > 127).float().mean()) for _ in range(200)])
 
     assert 0.03 < white_share(0.9) < 0.06 and white_share(0.05) > 0.08
+
+
+def test_a_split_row_outside_its_data_folder_is_refused_whatever_its_hash(tmp_path):
+    """A split file names photos of its own data folder: a row with .. or an absolute path would
+    read (and train on, or score) files from anywhere, even with the right SHA-256."""
+    split_pools(tmp_path / "pools")
+    out = tmp_path / "split.tsv"
+    splits.write_split(tmp_path / "pools", ["a", "b"], out, seed=3)
+    Image.new("RGB", (40, 40), "red").save(tmp_path / "elsewhere.png")
+    sha = datasets.sha256(tmp_path / "elsewhere.png")
+    for row in ("../elsewhere.png", str(tmp_path / "elsewhere.png"), "a/../../elsewhere.png"):
+        bad = tmp_path / "bad.tsv"
+        bad.write_text(out.read_text() + f"train\t{row}\t{sha}\n")
+        with pytest.raises(ValueError, match=f"bad.tsv: row '{re.escape(row)}' points outside"):
+            splits.split_files(tmp_path / "pools", bad, "train")

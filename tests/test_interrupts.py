@@ -105,8 +105,9 @@ def finished_run(tmp_path_factory):
         (lambda p: torch.save({"weights": torch.zeros(2)}, p), "not the state of a run of lib.train"),
         (lambda p: (p.unlink(), p.mkdir()), "not a regular file"),
         (lambda p: (p.unlink(), os.mkfifo(p)), "not a regular file"),
+        (lambda p: os.truncate(p, 2 << 30), "2.0 GiB, too large for a checkpoint (at most 1 GiB)"),  # sparse
     ],
-    ids=["truncated", "garbage", "foreign", "a folder", "a FIFO"],
+    ids=["truncated", "garbage", "foreign", "a folder", "a FIFO", "2 GiB"],
 )
 def test_resume_with_an_unusable_last_pt_says_what_is_wrong_and_what_to_do(
     finished_run, tmp_path, capsys, damage, reason
@@ -177,3 +178,19 @@ def test_an_out_folder_under_a_regular_file_is_one_line_naming_it(tmp_path, caps
             and line.endswith(": Not a directory")
             or line.startswith("data:")
         )
+
+
+def test_a_multi_gigabyte_checkpoint_is_refused_before_it_is_read(tmp_path, capsys):
+    from lib import colorize, evaluate
+
+    huge = tmp_path / "huge.pt"
+    with open(huge, "wb") as f:
+        f.truncate(3 << 30)  # a sparse file: 3 GiB that take no disk and would take 3 GiB of memory
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (48, 40), "teal").save(photos / "a.png")
+    assert colorize.main([str(photos), "--checkpoint", str(huge), "--out", str(tmp_path / "c")]) == 2
+    argv = ["--checkpoint", str(huge), "--data", str(photos), "--out", str(tmp_path / "s.json")]
+    assert evaluate.main(argv) == 2
+    for line in capsys.readouterr().err.strip().splitlines():
+        assert line.endswith(f"{huge}: 3.0 GiB, too large for a checkpoint (at most 1 GiB)")
