@@ -114,13 +114,13 @@ def expand_inputs(args: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
     """INPUT arguments -> ([(image file, the folder its path is mirrored from)], [unmatched args]).
 
     A folder is recursed; a glob ("*.jpg", "photos/**/*.png") is expanded; a file is itself. A
-    symbolic link counts as the file it names (a folder of links works); a broken one is kept, so
-    that decoding names it as a file it cannot read."""
+    symbolic link to a file counts as the file it names (a folder of links works); a broken one is
+    kept, so that decoding names it as a file it cannot read. Neither a folder nor a glob is
+    followed into a linked folder (as os.walk and `find` do not), so a link loop cannot repeat the
+    same photos into ever deeper folders."""
     found, missing = [], []
     for arg in args:
-        paths = (
-            [Path(arg)] if Path(arg).exists() else [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
-        )
+        paths = [Path(arg)] if Path(arg).exists() else _glob(arg)
         if not paths:
             missing.append(arg)
         for p in paths:
@@ -129,6 +129,16 @@ def expand_inputs(args: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
             else:  # a file, a link, or what no command can read (a FIFO...): refused by its reason
                 found.append((p, p.parent))
     return found, missing
+
+
+def _glob(pattern: str) -> list[Path]:
+    """A glob's matches, sorted, but none reached through a linked folder below the pattern's
+    literal part (the folders named as they are may be links)."""
+    literal = next((i for i, part in enumerate(Path(pattern).parts) if glob.has_magic(part)), 0)
+    matches = [Path(m) for m in sorted(glob.glob(pattern, recursive=True))]
+    return [
+        m for m in matches if not any(p.is_symlink() for p in list(m.parents)[: len(m.parts) - 1 - literal])
+    ]
 
 
 class Inputs(NamedTuple):
@@ -229,7 +239,7 @@ def write_image(img: Image.Image, path: Path, picture: images.Picture, overwrite
     kw = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     if picture.icc and fmt != "BMP":
         kw["icc_profile"] = picture.icc
-    if picture.exif and fmt in ("JPEG", "WEBP", "PNG"):
+    if picture.exif and fmt in ("JPEG", "WEBP", "PNG", "TIFF"):
         kw["exif"] = picture.exif
     results.write_atomic(path, lambda tmp: img.save(tmp, fmt, **kw), replace=overwrite)
 
@@ -291,13 +301,22 @@ def writable(plan, inputs: Inputs, overwrite: bool, tally: dict) -> list[tuple[P
     (shared_outputs), or one that exists (without overwrite)."""
     todo, shared = [], shared_outputs(plan)
     for src, dst in plan:
-        if conflict := output_conflict(dst, inputs) or shared.get(src):
+        if conflict := output_conflict(dst, inputs) or shared.get(src) or _blocked(dst):
             _skip(tally, src, conflict)
         elif dst.exists() and not overwrite:
             _skip(tally, src, "output exists (use --overwrite)")
         else:
             todo.append((src, dst))
     return todo
+
+
+def _blocked(dst: Path) -> str | None:
+    """Why `dst` cannot be written whatever --overwrite says, or None: a file where a folder of
+    its path must be."""
+    for folder in dst.parents:
+        if folder.exists():
+            return None if folder.is_dir() else f"a file stands where its output folder must be ({folder})"
+    return None
 
 
 def read_batch(pairs, size: int, device, tally: dict, bar) -> list[Photo]:

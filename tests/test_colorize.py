@@ -208,16 +208,19 @@ def test_output_options(checkpoint, tmp_path):
         assert im.size == (80, 30) and im.format == "PNG"
 
 
-def test_jpeg_metadata_is_kept(checkpoint, tmp_path):
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+def test_metadata_is_kept_in_every_format_that_holds_it(checkpoint, tmp_path, suffix):
+    """EXIF and an sRGB profile travel to the output; TIFF outputs used to drop the EXIF."""
     src = tmp_path / "in"
     src.mkdir()
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     exif = Image.Exif()
     exif[0x013B] = "Ada Lovelace"  # Artist
-    photo(40, 30).save(src / "a.jpg", icc_profile=icc, exif=exif.tobytes())
+    photo(40, 30).save(src / f"a{suffix}", icc_profile=icc, exif=exif.tobytes())
     assert colorize.main([str(src), "--checkpoint", checkpoint]) == 0
-    with Image.open(tmp_path / "in-colorized" / "a.jpg") as im:
+    with Image.open(tmp_path / "in-colorized" / f"a{suffix}") as im:
         assert im.info.get("icc_profile") == icc and im.getexif()[0x013B] == "Ada Lovelace"
+        assert im.size == (40, 30)
 
 
 @pytest.mark.parametrize("setup, message", [
@@ -595,3 +598,38 @@ def test_an_adobe_rgb_photo_is_colorized_from_its_srgb_pixels_and_written_as_srg
     with Image.open(tmp_path / "out" / "a.png") as im:
         assert "icc_profile" not in im.info
         assert np.abs(lightness(im) - lightness(srgb)).max() <= 1.0
+
+
+def test_a_glob_through_a_link_loop_colorizes_each_photo_once(checkpoint, tmp_path, capsys):
+    """`in/loop` links back to `in`: a recursive glob used to walk it again and again, writing the
+    same photos into ever deeper folders. Linked folders are not followed, as a folder's walk
+    does not follow them; a linked file still is an input."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    photo(40, 30).convert("L").save(src / "a.png")
+    photo(40, 30).convert("L").save(src / "sub" / "b.png")
+    (src / "loop").symlink_to(src)
+    (src / "c.png").symlink_to(src / "a.png")
+    out = tmp_path / "out"
+    code = colorize.main([f"{src}/**/*.png", "--checkpoint", checkpoint, "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == ["a.png", "c.png", "sub/b.png"]
+
+
+def test_a_file_where_an_output_folder_must_be_is_named_not_taken_for_an_existing_output(
+    checkpoint, tmp_path, capsys
+):
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    photo(40, 30).convert("L").save(src / "sub" / "x.png")
+    photo(40, 30).convert("L").save(src / "y.png")
+    out.mkdir()
+    (out / "sub").write_text("a file of the user's")
+    assert colorize.main([str(src), "--checkpoint", checkpoint, "--out", str(out), "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{src / 'sub' / 'x.png'}: skipped: a file stands where its output folder must be ({out / 'sub'})"
+        in err
+    )
+    assert (out / "sub").read_text() == "a file of the user's" and (out / "y.png").exists()
