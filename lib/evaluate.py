@@ -120,6 +120,10 @@ def run(a: argparse.Namespace) -> int:
     out = Path(a.out or f"runs/evaluate-{datetime.now():%Y%m%d-%H%M%S}.json")
     targets = [out, *(figure_files(out) if a.show else [])]  # every file it writes
     for target in targets:
+        if target.is_dir() or target.exists() and not target.is_file():  # --overwrite cannot help
+            raise Refused(
+                f"{target}: is {'a folder' if target.is_dir() else 'not a regular file'}; --out names a file"
+            )
         if target.exists() and not a.overwrite:
             raise Refused(f"{target}: exists; choose another --out or add --overwrite")
     started, device = results.now(), checkpoints.pick_device(a.device)

@@ -125,3 +125,44 @@ def test_a_notebook_refuses_a_bad_parameter_before_reading_any_photo():
         notebook.setup(namespace, augment=None)
     good = {k: v for k, v in namespace.items() if k != "batch_size"}
     assert options.check_parameters(good, "notebook") == good | {"epochs": 3, "lr": 1e-4, "seeds": [0]}
+
+
+def test_every_command_ends_the_same_way_and_an_unforeseen_error_keeps_its_traceback(capsys):
+    """options.command wraps every command's main; what it turns into one line, and what not."""
+    from lib import datasets
+
+    for command in (colorize, evaluate, train, pipeline, datasets):
+        assert command.main.__wrapped__  # the one wrapper (and the console script's entry point)
+
+    def raising(error):
+        return options.command(lambda argv=None: (_ for _ in ()).throw(error))
+
+    assert raising(KeyboardInterrupt())() == 130
+    assert raising(options.Stopped())() == 143
+    assert raising(OSError(28, "No space left on device", "runs/x/last.pt"))() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("interrupted: nothing was left half-written") and len(err) == 3
+    assert err[2] == "error: runs/x/last.pt: No space left on device"
+    for unforeseen in (RuntimeError("a bug"), OSError("no file named"), KeyError("k")):
+        with pytest.raises(type(unforeseen)):  # not a line: a traceback, for someone to fix
+            raising(unforeseen)()
+
+
+def test_evaluate_out_naming_a_folder_is_refused_before_any_work_with_or_without_overwrite(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "scores").mkdir()
+    argv = [
+        "--checkpoint",
+        "reference",
+        "--data",
+        str(tmp_path / "photos"),
+        "--out",
+        str(tmp_path / "scores"),
+    ]
+    for extra in ([], ["--overwrite"]):
+        assert evaluate.main([*argv, *extra]) == 2
+        assert (
+            capsys.readouterr().err.strip()
+            == f"error: {tmp_path / 'scores'}: is a folder; --out names a file"
+        )
+    assert (tmp_path / "scores").is_dir() and not list((tmp_path / "scores").iterdir())
