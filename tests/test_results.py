@@ -82,3 +82,16 @@ def test_a_name_near_the_file_name_limit_still_gets_a_temporary_file(tmp_path):
     path = tmp_path / ("x" * 250 + ".png")
     results.write_atomic(path, lambda tmp: tmp.write_bytes(b"ok"))
     assert path.read_bytes() == b"ok" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_full_disk_names_the_file_wanted_not_the_temporary_one(tmp_path):
+    import errno
+
+    def full(tmp):
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))  # as a real write names it
+
+    with pytest.raises(OSError) as failed:
+        results.write_atomic(tmp_path / "results.json", full)
+    assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(tmp_path / "results.json")
+    assert not list(tmp_path.iterdir())
