@@ -22,6 +22,8 @@ import io
 import logging
 import os
 import re
+import stat
+import struct
 import warnings
 from collections import Counter
 from collections.abc import Iterable
@@ -78,18 +80,28 @@ class Picture(NamedTuple):
 # --- one file -> one RGB image ----------------------------------------------------------------
 
 
+_KINDS = {
+    stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+}  # fmt: skip
+
+
 def open_image(path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open a file lazily (header only) and apply every check that needs no pixels. Raises BadImage.
 
-    Refused: an empty file; a format outside IMAGE_FORMATS (named when Pillow knows it); more than
-    `max_pixels` pixels; more than one frame (an animation, a multi-page TIFF); 32-bit float pixels
-    (see `decode`); a JPEG with far fewer bytes than its header's size needs.
+    Refused: what is not a regular file (a folder, a FIFO, a socket, a device); an empty file; a
+    format outside IMAGE_FORMATS (named when Pillow knows it); more than `max_pixels` pixels; more
+    than one frame (an animation, a multi-page TIFF); 32-bit float pixels (see `decode`); a JPEG
+    with far fewer bytes than its header's size needs.
     """
     path = Path(path)
     try:
         if path.is_symlink() and not path.exists():
             raise BadImage(f"a broken symbolic link (to {os.readlink(path)})")
-        n_bytes = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read, a device never end
+            raise BadImage(f"not a regular file ({_KINDS.get(stat.S_IFMT(info.st_mode), 'a special file')})")
+        n_bytes = info.st_size
         if n_bytes == 0:
             raise BadImage("empty file")
         with warnings.catch_warnings():
@@ -184,8 +196,8 @@ def decode(im: Image.Image) -> Picture:
         other pixels (a CMYK profile on RGB) or cannot be converted is refused: the file's colours
         are then unknown. Without a profile the pixels are taken as sRGB; CMYK, palette, LAB and
         YCbCr pixels are converted by Pillow.
-      * EXIF: an orientation of 1-8 is applied. EXIF that cannot be read, or an orientation that is
-        not an integer of 1-8, is ignored, as viewers ignore it: the pixels are used as stored.
+      * EXIF: an orientation of 1-8 is applied, here only. EXIF that cannot be read, or an orientation
+        that is not an integer of 1-8, is ignored, as viewers ignore it: the pixels are used as stored.
         EXIF that can be read but not written back (a tag of the wrong type) is left out of `exif`.
       * Transparency becomes `alpha` (premultiplied modes are unpremultiplied; a palette's
         transparent entry counts).
@@ -193,6 +205,7 @@ def decode(im: Image.Image) -> Picture:
     The Picture's images are new: `im` may be closed afterwards.
     """
     try:
+        im, found = _as_stored(im)
         im.load()
     except Exception as e:  # truncated / corrupt data surfaces only here
         raise BadImage(f"cannot decode ({type(e).__name__}: {e})") from None
@@ -208,7 +221,7 @@ def decode(im: Image.Image) -> Picture:
         elif colour.mode not in ("L", "RGB"):
             colour = colour.convert("RGB")
         colour = colour.convert("L" if gray else "RGB")  # also a copy, independent of im
-        orientation, exif = _exif(im)
+        orientation, exif = found or _exif(im)
         if orientation in UPRIGHT:
             colour = colour.transpose(UPRIGHT[orientation])
             alpha = alpha.transpose(UPRIGHT[orientation]) if alpha is not None else None
@@ -217,6 +230,27 @@ def decode(im: Image.Image) -> Picture:
     except Exception as e:
         raise BadImage(f"cannot convert ({type(e).__name__}: {e})") from None
     return Picture(colour, alpha, exif, icc)
+
+
+def _as_stored(im: Image.Image) -> tuple[Image.Image, tuple[int, bytes | None] | None]:
+    """(the image to load, its `_exif` if read here): a TIFF not yet loaded with its orientation tag
+    made 1 in a copy of its bytes (no second decode), an XMP one dropped from the EXIF Pillow turns
+    TIFFs by on load (libtiff too before Pillow 11.2, YCbCr strip by strip): `decode` alone turns."""
+    if im.format != "TIFF" or not im.tile:  # the other formats are never turned while loading
+        return im, None
+    found, frame, tags = _exif(im), im.tell(), im.tag_v2
+    if tags.get(ORIENTATION, 1) != 1:
+        im.fp.seek(0)
+        data = bytearray(im.fp.read())
+        e, big = "<" if data[:2] == b"II" else ">", 43 in data[2:4]  # byte order; BigTIFF
+        (n,), size = struct.unpack_from(e + ("Q" if big else "H"), data, tags.offset), 20 if big else 12
+        for at in range(tags.offset + (8 if big else 2), len(data), size)[:n]:  # the IFD's entries
+            if struct.unpack_from(e + "H", data, at)[0] == ORIENTATION:  # made SHORT, one value: 1
+                struct.pack_into(e + ("HHQH6x" if big else "HHLH2x"), data, at, ORIENTATION, 3, 1, 1)
+        im = Image.open(io.BytesIO(bytes(data)), formats=["TIFF"])
+        im.seek(frame)
+    im.getexif().pop(ORIENTATION, None)  # Pillow's cached EXIF, which it turns the TIFF by
+    return im, found
 
 
 def _pixels(im: Image.Image) -> tuple[Image.Image, Image.Image | None]:
@@ -285,9 +319,17 @@ def _srgb_transform(icc: bytes, mode: str) -> tuple[object | None, str]:
     return (None if np.abs(shown - expected).max() <= 1 else transform), mode
 
 
+# A TIFF's own layout tags, which Pillow's getexif lists with the metadata: they describe the
+# input's pixels (size, samples, compression, strips, photometric, its ICC profile), so written
+# into an output of other pixels they would contradict them (a CMYK TIFF's photometric on RGB).
+TIFF_LAYOUT = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 290, 291,
+               292, 293, 317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 529, 530, 531, 532,
+               34675}  # fmt: skip
+
+
 def _exif(im: Image.Image) -> tuple[int, bytes | None]:
-    """(EXIF orientation, 1 when absent or unusable; the EXIF without it, None when empty or
-    unreadable). `im`'s own EXIF is left as it was."""
+    """(EXIF orientation, 1 when absent or unusable; the EXIF without it and without a TIFF's
+    layout (TIFF_LAYOUT), None when empty or unreadable). `im`'s own EXIF is left as it was."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns on corrupt EXIF; we ignore such EXIF
         try:
@@ -296,15 +338,14 @@ def _exif(im: Image.Image) -> tuple[int, bytes | None]:
             return 1, None
         value = exif.get(ORIENTATION, 1)
         orientation = value if type(value) is int and 1 <= value <= 8 else 1
-        had = ORIENTATION in exif
-        value = exif.pop(ORIENTATION, None)  # out for writing, put back below
+        kept = Image.Exif()  # the metadata: not the orientation (applied), nor a TIFF's layout
+        for tag, value in exif.items():
+            if tag != ORIENTATION and tag not in TIFF_LAYOUT:
+                kept[tag] = value
         try:
-            return orientation, (exif.tobytes() if len(exif) else None)
+            return orientation, (kept.tobytes() if len(kept) else None)
         except Exception:  # readable but not writable back (a tag of the wrong type): left out
             return orientation, None
-        finally:
-            if had:
-                exif[ORIENTATION] = value
 
 
 def read_image(path, max_pixels: int = MAX_PIXELS) -> Picture:
