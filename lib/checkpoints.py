@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lib import images, lab, models, results
+from lib import lab, models, results, shapes
 
 CHECKPOINT_FORMAT = "bw-colorization-checkpoint/1"
 # The largest file read as a checkpoint: these networks' last.pt (weights and Adam's two moments)
@@ -207,8 +207,8 @@ def _malformed(ckpt: dict) -> str | None:
         if not isinstance(described.get("source"), str | type(None)):
             return f"'data' source must be a str, found {type(described['source']).__name__}"
     size = ckpt.get("working_size")
-    if size is not None and images.working_size_problem(size):
-        low, high = images.MIN_WORKING_SIZE, images.MAX_WORKING_SIZE
+    if size is not None and shapes.working_size_problem(size):
+        low, high = shapes.MIN_WORKING_SIZE, shapes.MAX_WORKING_SIZE
         return f"'working_size' must be an int from {low} to {high} (pixels), found {_found(size)}"
     v = ckpt.get("vividness")
     if v is not None and not (_number(v) and 0 <= v <= 1):
@@ -262,7 +262,7 @@ class Inference:
     notebooks ask for colours (checkpoints.load returns it; a bare model is Inference(model)).
 
     working_size: the shorter side it sees photos at, in pixels, their aspect kept
-    (images.working_shape; from images.MIN_WORKING_SIZE to images.MAX_WORKING_SIZE, ValueError
+    (shapes.working_shape; from shapes.MIN_WORKING_SIZE to shapes.MAX_WORKING_SIZE, ValueError
     otherwise); None: at their own size. vividness: its default setting, 0 (faithful) to 1
     (vivid), for a classification head (models.ClassificationHead); None: the head's own default.
     Both come from the checkpoint (the reference model records them); `replace` gives one with
@@ -275,9 +275,9 @@ class Inference:
     vividness: float | None = None
 
     def __post_init__(self):
-        """A working size out of range (images.working_size_problem) is refused here, where it is
+        """A working size out of range (shapes.working_size_problem) is refused here, where it is
         given (checkpoints.load, replace), not when a shape is computed from it."""
-        if self.working_size is not None and (problem := images.working_size_problem(self.working_size)):
+        if self.working_size is not None and (problem := shapes.working_size_problem(self.working_size)):
             raise ValueError(problem)
 
     @property
@@ -299,9 +299,9 @@ class Inference:
 
     def shape(self, height: int, width: int, size: int | None = None) -> tuple[int, int]:
         """The (height, width) it sees a photo of this size at: the shorter side at `size`, else at
-        its working size (images.working_shape); the photo's own when it has neither."""
+        its working size (shapes.working_shape); the photo's own when it has neither."""
         size = size or self.working_size
-        return (height, width) if size is None else images.working_shape(height, width, size)
+        return (height, width) if size is None else shapes.working_shape(height, width, size)
 
     @torch.no_grad()
     def colours(self, x: torch.Tensor, vividness: float | None = None) -> torch.Tensor:

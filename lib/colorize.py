@@ -13,7 +13,7 @@ lightness and hue (lib.lab.lab_to_rgb8) instead of clipped. --vividness (classif
 goes from 0, faithful (the mean of the predicted colour distribution), to 1, vivid.
 
 A photo more than 16 times longer than wide, or one the model would see at more than 2048²
-pixels, is skipped (images.MAX_WORKING_ASPECT, MAX_WORKING_PIXELS: memory bounded by the cap).
+pixels, is skipped (shapes.MAX_WORKING_ASPECT, MAX_WORKING_PIXELS: memory bounded by the cap).
 
 Outputs mirror the input tree under --out (default: a new folder "<inputs>-colorized" beside the
 common folder of the inputs), all planned before any is written. Inputs are never written, and no
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from lib import checkpoints, images, lab, options, results
+from lib import checkpoints, images, lab, options, results, shapes
 
 # The formats written, by suffix: every input format but GIF, whose 256 colours cannot hold a
 # colorized photo (a GIF's output is a PNG: output_suffix).
@@ -51,12 +51,12 @@ FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
 
 def lightness(img: Image.Image, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(the photo's full-resolution L* (1, 1, H, W) in Lab units, the model's input l (1, 1, h, w)
-    with its shorter side at `size` and the photo's aspect ratio (images.working_shape)): the one
+    with its shorter side at `size` and the photo's aspect ratio (shapes.working_shape)): the one
     resize of a photo to the shape the model sees (Inference.colours takes it as it is). L* is
     resized, then normalized (Inference.predict_ab normalizes first: its float32 rounding differs,
     and so, by one level, do a few output pixels). A photo beyond the limits of what a model is
-    shown raises images.UnworkableShape, before any tensor is made."""
-    shape = images.working_shape(img.height, img.width, size)
+    shown raises shapes.UnworkableShape, before any tensor is made."""
+    shape = shapes.working_shape(img.height, img.width, size)
     x = torch.from_numpy(np.array(img)).to(device)  # a writable copy, (H, W) or (H, W, 3)
     full = lab.image_to_lightness(x[None, None] if img.mode == "L" else x.permute(2, 0, 1)[None])
     small = F.interpolate(full, size=shape, mode="bilinear", antialias=True, align_corners=False)
@@ -89,8 +89,8 @@ def colorize_image(
     vividness: from 0 (faithful) to 1 (vivid), classification heads only (default: the
     checkpoint's; see classes.vividness_setting). A colour input is colorized from its
     lightness; an alpha channel is kept as it was; the output is 8-bit RGB (RGBA with alpha) of
-    the input's size, EXIF orientation applied. images.UnworkableShape for a photo beyond the
-    limits of what a model is shown (images.MAX_WORKING_ASPECT, images.MAX_WORKING_PIXELS).
+    the input's size, EXIF orientation applied. shapes.UnworkableShape for a photo beyond the
+    limits of what a model is shown (shapes.MAX_WORKING_ASPECT, shapes.MAX_WORKING_PIXELS).
     """
     if model is None:
         model, _ = checkpoints.load(checkpoints.REFERENCE)
@@ -150,13 +150,19 @@ class Inputs(NamedTuple):
     homes: frozenset[Path] = frozenset()
 
 
+def _real(path) -> Path:
+    """Where a path really leads, every link followed (os.path.realpath): a link loop stays as it
+    is, to be refused by its reason when read, where Path.resolve raises."""
+    return Path(os.path.realpath(path))
+
+
 def real_inputs(files, args: list[str]) -> Inputs:
     """The Inputs of expand_inputs' (file, root) pairs and the INPUT arguments."""
-    homes = {Path(os.path.abspath(f)).parent.resolve() for f, _ in files}
+    homes = {_real(Path(os.path.abspath(f)).parent) for f, _ in files}
     return Inputs(
-        frozenset(f.resolve() for f, _ in files),
-        tuple(Path(a).resolve() for a in args if Path(a).is_dir()),
-        frozenset(homes | {f.resolve().parent for f, _ in files}),
+        frozenset(_real(f) for f, _ in files),
+        tuple(_real(a) for a in args if Path(a).is_dir()),
+        frozenset(homes | {_real(f).parent for f, _ in files}),
     )
 
 
@@ -181,7 +187,7 @@ def plan_outputs(files, out: Path | None, fmt: str | None) -> tuple[Path, list[t
         first.setdefault(Path(os.path.abspath(f)), Path(os.path.abspath(r)))
     pairs = list(first.items())
     base = Path(os.path.commonpath([str(r) for _, r in pairs]))
-    out = Path(out).resolve() if out else base.parent / f"{base.name}-colorized"
+    out = _real(out) if out else base.parent / f"{base.name}-colorized"
     plan = []
     for f, root in pairs:
         rel = root.relative_to(base) / f.relative_to(root)
@@ -196,7 +202,7 @@ def output_conflict(dst: Path, inputs: Inputs) -> str | None:
     the file would really land; that must be neither an input file, nor inside a folder given as
     input, nor in a folder that holds an input file (where it would replace the user's other
     files there, --overwrite or not)."""
-    real = dst.resolve()
+    real = _real(dst)
     if real in inputs.files:
         return "its output would replace an input"
     if any(real.is_relative_to(f) for f in inputs.folders) or real.parent in inputs.homes:
@@ -212,10 +218,10 @@ def shared_outputs(plan) -> dict[Path, str]:
     skipped, none preferred, so no file is written on that name and none is lost."""
     by_file: dict[str, list[Path]] = {}
     for src, dst in plan:
-        by_file.setdefault(str(dst.resolve()).casefold(), []).append(src)
+        by_file.setdefault(str(_real(dst)).casefold(), []).append(src)
     shared = {}
     for src, dst in plan:
-        if others := [o for o in by_file[str(dst.resolve()).casefold()] if o != src]:
+        if others := [o for o in by_file[str(_real(dst)).casefold()] if o != src]:
             also = ", ".join(f"{o}'s" for o in others)
             shared[src] = (
                 f"its output is another input's too ({dst}, also {also}: colorize them separately, "
@@ -321,7 +327,7 @@ def _blocked(dst: Path) -> str | None:
 
 def read_batch(pairs, size: int, device, tally: dict, bar) -> list[Photo]:
     """Decode and split each photo of a batch (lightness); one that cannot be read, or that no
-    model is shown (images.working_shape's limits), is skipped with its reason, and counted done on
+    model is shown (shapes.working_shape's limits), is skipped with its reason, and counted done on
     the progress bar."""
     batch = []
     for src, dst in pairs:
@@ -330,14 +336,14 @@ def read_batch(pairs, size: int, device, tally: dict, bar) -> list[Photo]:
             img = picture.image
             tally["colour_inputs"] += img.mode == "RGB" and not images.is_gray(img)
             batch.append(Photo(src, dst, picture, *lightness(img, size, device)))
-        except (images.BadImage, images.UnworkableShape) as e:
+        except (images.BadImage, shapes.UnworkableShape) as e:
             _skip(tally, src, str(e))
             bar.update()
     return batch
 
 
 def predict_by_shape(
-    model, ls: list[torch.Tensor], vividness: float | None, max_pixels: int = images.MAX_WORKING_PIXELS
+    model, ls: list[torch.Tensor], vividness: float | None, max_pixels: int = shapes.MAX_WORKING_PIXELS
 ) -> list[torch.Tensor]:
     """The normalized ab (2, h, w) of each model input l (1, 1, h, w): photos of one aspect ratio
     share one working shape, hence model calls (in the order of their sorted shapes) of as many
@@ -426,7 +432,7 @@ def main(argv=None) -> int:
     if a.vividness is not None and not model.head.takes_vividness:
         return _usage(f"--vividness needs a classification head; {a.checkpoint} predicts ab directly")
     size = a.size or default_size(model)
-    if problem := images.working_size_problem(size):  # the size a checkpoint was trained at, say
+    if problem := shapes.working_size_problem(size):  # the size a checkpoint was trained at, say
         return _usage(f"{a.checkpoint}: {problem} (its training size); give --size")
 
     # inputs and outputs: every output is planned, and checked against the inputs, before any work
@@ -439,7 +445,7 @@ def main(argv=None) -> int:
         return _usage(f"--out {a.out}: is a file; give a folder")
     out, plan = plan_outputs(files, a.out, a.format)
     inputs = real_inputs(files, a.inputs)
-    if any(out.resolve().is_relative_to(f) for f in inputs.folders):
+    if any(_real(out).is_relative_to(f) for f in inputs.folders):
         return _usage(f"--out {out} is inside an input folder; choose a folder outside the inputs")
 
     vividness = a.vividness if a.vividness is not None else ckpt.get("vividness")

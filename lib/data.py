@@ -164,7 +164,7 @@ def folder_loader(
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
     files = sorted(files) if files is not None else images.list_images(root)
-    good, skipped = images.scan(root, files, min_side=1)
+    good, skipped = images.scan(root, files, min_side=size)  # smaller than the crop: not upscaled
     if not good:
         raise ValueError(f"{root}: no usable colour image ({len(skipped)} skipped)")
     return _loader(PhotoFolder(root, good, size, "none", resize), batch_size, workers), skipped
@@ -302,7 +302,7 @@ def part_loader(
     split, part, size, n_images, skipped). ValueError, one line, when the part has no usable photo."""
     root, desc = source_folder(source, data_root, fetch_options)
     files, how = splits.part_files(root, part, split_file)
-    good, skipped = images.scan(root, files, min_side=1)
+    good, skipped = images.scan(root, files, min_side=size)  # as train skips one smaller than its crop
     if not good:
         raise _no_usable(root, part, how, skipped)
     loader = _loader(PhotoFolder(root, good, size, "none"), batch_size, workers)

@@ -29,6 +29,7 @@ from lib import (
     options,
     plots,
     results,
+    shapes,
     splits,
 )
 
@@ -186,15 +187,15 @@ def check_outputs(targets: list[Path], folder, shown: list[Path]) -> None:
 def show_photos(paths: list[Path], settings: dict) -> list:
     """The --show photos as evaluation reads photos (images.to_rgb: RGB images), each checked
     before any work: it must decode, and each model of `settings` must be able to see it at the
-    working size colorize_image gives it (images.working_shape). Refused, naming the file, if not."""
+    working size colorize_image gives it (shapes.working_shape). Refused, naming the file, if not."""
     originals = []
     for path in paths:
         try:
             with images.open_image(path) as im:
                 original = images.to_rgb(im)
             for model, _ in settings.values():
-                images.working_shape(original.height, original.width, colorize.default_size(model))
-        except (images.BadImage, images.UnworkableShape) as e:
+                shapes.working_shape(original.height, original.width, colorize.default_size(model))
+        except (images.BadImage, shapes.UnworkableShape) as e:
             raise Refused(f"--show {path}: {e}") from None
         originals.append(original)
     return originals

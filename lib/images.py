@@ -11,9 +11,8 @@ grayscale photos, none smaller than the crop):
   * problems only visible on full decode (truncated or corrupt data, RGB files whose three channels
     are equal) are caught in lib.data's workers, travel with the batch (lib.data.collate) and are
     logged once by the main process (`record_skips`).
-What a model is shown is bounded too: `working_shape`, the one computation of the shape a photo is
-seen at, refuses a photo beyond MAX_WORKING_ASPECT or MAX_WORKING_PIXELS (UnworkableShape, skipped
-with its reason like a BadImage) before any tensor is made.
+What a model is shown is bounded too (lib.shapes.working_shape): a photo beyond its limits is
+skipped with its reason like a BadImage, before any tensor is made.
 Files are never moved, renamed or written.
 """
 
@@ -25,6 +24,7 @@ import re
 import stat
 import struct
 import warnings
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -149,6 +149,30 @@ def _check_open(im: Image.Image, n_bytes: int, max_pixels: int) -> None:
             f"truncated or forged: a {w}x{h} JPEG needs more than its {n_bytes:,} bytes "
             f"(at least {w * h // 1024:,})"
         )
+    if im.format == "PNG" and (damage := _png_damage(im.fp)):
+        raise BadImage(damage)
+
+
+def _png_damage(f) -> str | None:
+    """Why a PNG's chunks are damaged (a CRC that does not match, a chunk cut short), or None.
+    Pillow checks no CRC of the pixel data (IDAT), so a flipped bit could decode, without a word,
+    into a wrong picture. Reads the file once, a MB at a time; leaves `f` where it was."""
+    at, kind = f.tell(), b""
+    try:
+        f.seek(8)  # past the signature
+        while kind != b"IEND" and len(header := f.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", header)
+            crc, left = zlib.crc32(kind), length
+            while left and (piece := f.read(min(1 << 20, left))):
+                crc, left = zlib.crc32(piece, crc), left - len(piece)
+            stored = f.read(4)
+            if left or len(stored) < 4:
+                return "truncated (a PNG chunk cut short)"
+            if struct.unpack(">I", stored)[0] != crc:
+                return f"damaged (a PNG {kind.decode('latin-1')} chunk whose checksum does not match)"
+        return None if kind == b"IEND" else "truncated (no PNG end chunk)"
+    finally:
+        f.seek(at)
 
 
 FLOAT_REASON = (
@@ -386,65 +410,6 @@ def check_header(path, min_side: int, max_pixels: int = MAX_PIXELS) -> str | Non
     except BadImage as e:
         return str(e)
     return None
-
-
-# --- what a model is shown --------------------------------------------------------------------
-
-# A photo is seen with its shorter side at a working size (8 px, the networks' total stride, to
-# 2048 px), its aspect ratio kept (working_shape), at most MAX_WORKING_ASPECT times longer than
-# wide: a panorama fits, a strip does not (a scanner's edge: 4 x 3000 would be seen at 128 x
-# 96,000). And at most MAX_WORKING_PIXELS pixels, the square at the largest working size, so that
-# every square photo fits at every working size: the reference model takes some 775 bytes per
-# working pixel (float32, CPU), some 3 GB at the cap, and no model call sees more
-# (colorize.predict_by_shape). Here, torch-free, so that option checks can use them.
-MIN_WORKING_SIZE, MAX_WORKING_SIZE = 8, 2048
-MAX_WORKING_ASPECT = 16  # longer side / shorter side
-MAX_WORKING_PIXELS = MAX_WORKING_SIZE**2  # 4,194,304
-
-
-class UnworkableShape(ValueError):
-    """A photo that no model is shown (working_shape): beyond MAX_WORKING_ASPECT or
-    MAX_WORKING_PIXELS. str(e) is the reason, one line, what a command skips it with."""
-
-
-def working_size_problem(size) -> str | None:
-    """Why `size` cannot be a working size (the shorter side, in pixels, a model sees a photo at:
-    an int from MIN_WORKING_SIZE to MAX_WORKING_SIZE), or None."""
-    if isinstance(size, int) and not isinstance(size, bool) and MIN_WORKING_SIZE <= size <= MAX_WORKING_SIZE:
-        return None
-    found = repr(size) if isinstance(size, int | float | str) else type(size).__name__
-    return (
-        f"a working size must be an int from {MIN_WORKING_SIZE} to {MAX_WORKING_SIZE} pixels, found {found}"
-    )
-
-
-def working_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """The (height, width) a model sees a photo of height x width pixels at: its shorter side
-    brought to `short_side` pixels, its aspect ratio kept, both sides rounded to multiples of 8
-    (the networks' total stride). The one computation of that shape, and the one check of the
-    limits (MAX_WORKING_ASPECT, MAX_WORKING_PIXELS), in arithmetic alone, so before any tensor is
-    made: UnworkableShape for a photo beyond them, ValueError for a `short_side` that is no
-    working size (working_size_problem)."""
-    if problem := working_size_problem(short_side):
-        raise ValueError(problem)
-    long, short = max(height, width), min(height, width)
-    if short < 1:
-        raise UnworkableShape(f"no pixels: {width}x{height}")
-    if long > MAX_WORKING_ASPECT * short:
-        ratio = f"{long / short:.1f}".removesuffix(".0")
-        raise UnworkableShape(
-            f"too elongated for the model: {width}x{height} is {ratio}:1, over {MAX_WORKING_ASPECT}:1 "
-            "(crop it, or cut it into pieces)"
-        )
-    scale = short_side / short
-    shape = tuple(max(8, round(s * scale / 8) * 8) for s in (height, width))
-    if shape[0] * shape[1] > MAX_WORKING_PIXELS:
-        raise UnworkableShape(
-            f"too large for the model: seen at {shape[1]}x{shape[0]} = {shape[0] * shape[1]:,} pixels "
-            f"(shorter side {short_side}px), over its cap of {MAX_WORKING_PIXELS:,}; give a smaller "
-            "working size"
-        )
-    return shape
 
 
 # --- listing image files and skipping bad ones -------------------------------------------------

@@ -25,8 +25,8 @@ import threading
 
 import yaml
 
-from lib.images import MAX_WORKING_SIZE, MIN_WORKING_SIZE
 from lib.settings import PRECISIONS, SCHEDULES
+from lib.shapes import MAX_WORKING_SIZE, MIN_WORKING_SIZE
 
 
 class BadValue(argparse.ArgumentTypeError, ValueError):

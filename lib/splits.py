@@ -6,6 +6,7 @@ Files are never moved, renamed or written.
 
 import fnmatch
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def rank(files: Iterable[str], seed: int) -> list[str]:
 
     Adding or removing files never reorders the others, so splits stay put as a folder grows.
     """
-    key = lambda f: hashlib.sha256(f"{seed}/{f}".encode()).hexdigest()  # noqa: E731
+    # os.fsencode: a name's bytes as the file system has them (a name that is not UTF-8 too)
+    key = lambda f: hashlib.sha256(os.fsencode(f"{seed}/{f}")).hexdigest()  # noqa: E731
     return sorted(files, key=key)
 
 
@@ -33,7 +35,7 @@ def split_part(name: str, seed: int = SPLIT_SEED) -> str:
     """The part ("train", "dev" or "held-out") a file belongs to: a pure function of its name (for
     example "photos-train/bsds500_test_100007.jpg") and the seed. Its SHA-256 as a number in [0, 1)
     falls into one of the PARTS' intervals, so a file's part never depends on the other files."""
-    u = int(hashlib.sha256(f"{seed}/{name}".encode()).hexdigest(), 16) / 2**256
+    u = int(hashlib.sha256(os.fsencode(f"{seed}/{name}")).hexdigest(), 16) / 2**256
     edge = 0.0
     for part, fraction in PARTS.items():
         edge += fraction

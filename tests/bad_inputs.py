@@ -10,8 +10,7 @@ is one of:
                evaluate and train (smaller than the crop)
   "bad"        a file no command can use: refused by all three with the same one-line reason
 Not regular files (a FIFO, a socket, links to devices) and a folder named like an image are among
-them. PENDING holds the cases that lib mishandles today, each with its bug; make_corpus writes
-them too with pending=True.
+them. FIXED holds the cases that lib mishandled until issue 21, each with the bug it had.
 """
 
 import io
@@ -320,39 +319,37 @@ def transparent_gif() -> bytes:
     return encoded(img, "GIF", transparency=int(img.getpixel((0, 0))))
 
 
-# The cases lib mishandles today (the README promises otherwise): {path: (content, kind, the bug)}.
-# Each moves into corpus() when its bug is fixed.
-PENDING = {
-    "loop.png": (link_to("loop.png"), "bad", "colorize and evaluate stop with a traceback (Path.resolve: "
+# Cases that lib mishandled until this round (issue 21), each with the bug it had: kept apart so
+# that the bug stays on record; make_corpus writes them with the others.
+FIXED = {
+    "loop.png": (link_to("loop.png"), "bad", "colorize and evaluate stopped with a traceback (Path.resolve: "
                  "RuntimeError, symlink loop) in colorize.real_inputs"),
     "loop_a.jpg": (link_to("loop_b.jpg"), "bad", "as loop.png"),
     "loop_b.jpg": (link_to("loop_a.jpg"), "bad", "as loop.png"),
-    os.fsdecode(b"caf\xe9.png"): (b"not a PNG", "bad", "train stops, naming no file: splits.rank (and "
-                                  "split_part) encode names as strict UTF-8"),
+    os.fsdecode(b"caf\xe9.png"): (b"not a PNG", "bad", "train stopped, naming no file: splits.rank (and "
+                                  "split_part) encoded names as strict UTF-8"),
     os.fsdecode(b"photo\xff.jpg"): (encoded(photo(seed=33), "JPEG", quality=92), "colour", "as caf\\xe9.png"),
-    "one_pixel.png": (encoded(Image.new("RGB", (1, 1), (200, 40, 30)), "PNG"), "small", "evaluate scores "
-                      "photos smaller than its crop, upscaled (data.folder_loader scans with min_side=1)"),
+    "one_pixel.png": (encoded(Image.new("RGB", (1, 1), (200, 40, 30)), "PNG"), "small", "evaluate scored "
+                      "photos smaller than its crop, upscaled (data.folder_loader scanned with min_side=1)"),
     "small.jpg": (encoded(photo(24, 20, seed=37), "JPEG", quality=92), "small", "as one_pixel.png"),
     "strip_3000x4.png": (encoded(photo(3000, 4, seed=34), "PNG"), "strip", "as one_pixel.png"),
     "strip_4x3000.png": (encoded(photo(4, 3000, seed=35), "PNG"), "strip", "as one_pixel.png"),
-    "crc_only.png": (png_crc_only_check(), "bad", "every command uses a wrong picture: Pillow never "
+    "crc_only.png": (png_crc_only_check(), "bad", "every command used a wrong picture: Pillow never "
                      "checks IDAT chunks' CRCs"),
-    "cmyk.tif": (encoded(photo(seed=25).convert("CMYK"), "TIFF"), "colour", "colorize writes an RGB TIFF "
-                 "that Pillow cannot open: the input's own TIFF tags (photometric CMYK ...) go into it as "
+    "cmyk.tif": (encoded(photo(seed=25).convert("CMYK"), "TIFF"), "colour", "colorize wrote an RGB TIFF "
+                 "that Pillow cannot open: the input's own TIFF tags (photometric CMYK ...) went into it as "
                  "its EXIF"),
     "gray16.tif": (encoded(Image.fromarray(np.asarray(photo(seed=1).convert("L"), np.uint16) * 257), "TIFF"),
                    "gray", "as cmyk.tif (16 bits per sample, photometric gray)"),
 }  # fmt: skip
 
 
-def make_corpus(root: Path, outside: Path, pending: bool = False) -> dict[str, str]:
-    """Write the mixed folder under root (and the targets of its links under `outside`); with
-    `pending`, PENDING's cases too. Returns {relative path: kind}."""
+def make_corpus(root: Path, outside: Path) -> dict[str, str]:
+    """Write the mixed folder under root (and the targets of its links under `outside`), FIXED's
+    cases included. Returns {relative path: kind}."""
     root.mkdir(parents=True)
     outside.mkdir(parents=True, exist_ok=True)
-    files = corpus() | (
-        {name: (content, kind) for name, (content, kind, _) in PENDING.items()} if pending else {}
-    )
+    files = corpus() | {name: (content, kind) for name, (content, kind, _) in FIXED.items()}
     kinds = {}
     for name, (content, kind) in files.items():
         path = root / name

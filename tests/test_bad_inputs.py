@@ -26,7 +26,7 @@ ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 GRAY_RULE = "grayscale image"  # evaluate's and train's own rule, checked before decoding
 SMALL_RULE = "smaller than the 32px crop"  # theirs too, at --size 32
-TOO_LONG = "too elongated for the model"  # colorize's (images.working_shape)
+TOO_LONG = "too elongated for the model"  # colorize's (shapes.working_shape)
 # Which commands use a file of each kind (bad_inputs' docstring); every other command refuses it.
 USED_BY = {
     "colour": {"colorize", "evaluate", "train"},
@@ -203,12 +203,12 @@ def test_a_name_that_is_not_utf8_is_named(tmp_path):
     assert scores["metrics"]["reference"]["n_images"] == 1 and scores["skipped"] == [[str(src / bad), ANY]]
 
 
-# --- what lib mishandles today (each fails until its bug is fixed; bad_inputs.PENDING too) --------
+# --- what lib mishandled until issue 21 (bad_inputs.FIXED too) -----------------------------------
 
 
 def test_a_symlink_loop_is_refused_by_name(tmp_path, capsys):
     """A link to itself among the photos: named and skipped like a broken link, the others used.
-    Today colorize and evaluate stop with a traceback: colorize.real_inputs calls Path.resolve(),
+    Colorize and evaluate stopped with a traceback: colorize.real_inputs called Path.resolve(),
     which raises RuntimeError ("Symlink loop from ...") on Python 3.11."""
     src = tmp_path / "in"
     src.mkdir()
@@ -227,9 +227,9 @@ def test_a_symlink_loop_is_refused_by_name(tmp_path, capsys):
 
 def test_train_names_a_file_whose_name_is_not_utf8(tmp_path):
     """A train part holding a file whose name is not UTF-8: the good photos used, the bad file
-    skipped by name. Today training stops with "error: 'utf-8' codec can't encode character
+    skipped by name. Training stopped with "error: 'utf-8' codec can't encode character
     '\\udce9' ...: surrogates not allowed" (exit code 2), naming no file: splits.rank (and
-    splits.split_part, for a folder cut by the name rule) hash names encoded as strict UTF-8."""
+    splits.split_part, for a folder cut by the name rule) hashed names encoded as strict UTF-8."""
     for part in ("train", "dev", "held-out"):
         (tmp_path / part).mkdir()
         (tmp_path / part / "p.png").write_bytes(encoded(photo(seed=61), "PNG"))
@@ -243,11 +243,11 @@ def test_train_names_a_file_whose_name_is_not_utf8(tmp_path):
 
 
 def test_colorize_writes_a_readable_tiff_from_any_tiff(tmp_path, capsys):
-    """A CMYK TIFF and a 16-bit gray TIFF colorized into TIFFs that open as RGB. Today both are
-    written (exit code 0) with tags that contradict their pixels, which Pillow cannot open (and
-    tifffile reads as 3-sample CMYK or gray): images._exif keeps a TIFF input's own tags (bits per
-    sample, photometric interpretation, samples per pixel, strip layout) as its EXIF, and
-    colorize.write_image writes them into the output TIFF (since 2eeaa8c), over its RGB's own."""
+    """A CMYK TIFF and a 16-bit gray TIFF colorized into TIFFs that open as RGB. Both were
+    written (exit code 0) with tags that contradicted their pixels, which Pillow could not open:
+    images._exif kept a TIFF input's own tags (bits per sample, photometric interpretation,
+    samples per pixel, strip layout) as its EXIF, and colorize.write_image wrote them into the
+    output TIFF (since 2eeaa8c), over its RGB's own."""
     tiffs = {
         "cmyk.tif": photo(seed=25).convert("CMYK"),
         "gray16.tif": Image.fromarray(np.asarray(photo(seed=1).convert("L"), np.uint16) * 257),

@@ -18,7 +18,7 @@ import torch
 from bad_inputs import png16, png_claiming
 from PIL import Image, ImageCms
 
-from lib import checkpoints, colorize, data, images, lab, train
+from lib import checkpoints, colorize, data, images, lab, shapes, train
 
 
 def skimage_photo(name: str) -> Path:
@@ -63,11 +63,11 @@ def test_output_has_the_input_size_and_its_lightness(model, size):
 
 @pytest.mark.parametrize("size", [(17, 1), (1, 300), (640, 9), (3000, 4)])
 def test_a_photo_beyond_16_to_1_is_refused_with_its_reason(model, size):
-    """Beyond images.MAX_WORKING_ASPECT the model would see a strip (a 4 x 3000 one at 128 x
+    """Beyond shapes.MAX_WORKING_ASPECT the model would see a strip (a 4 x 3000 one at 128 x
     96,000): refused, by the shape computation every caller shares, at any working size."""
     for working in (8, 32):
         with pytest.raises(
-            images.UnworkableShape, match=f"^too elongated for the model: {size[0]}x{size[1]}"
+            shapes.UnworkableShape, match=f"^too elongated for the model: {size[0]}x{size[1]}"
         ):
             colorize.colorize_image(photo(*size).convert("L"), model, size=working)
 
@@ -280,11 +280,11 @@ def test_the_model_sees_each_photo_with_its_own_aspect_ratio(model, checkpoint, 
     try:
         out = colorize.colorize_image(photo(160, 100).convert("L"), model, size=32)
         assert out.size == (160, 100) and seen == [(1, 1, 32, 48)]  # 100:160 at a shorter side of 32
-        # resized once: a 1500 x 1000 photo at --size 100 is seen at 152 x 96 (images.working_shape,
+        # resized once: a 1500 x 1000 photo at --size 100 is seen at 152 x 96 (shapes.working_shape,
         # 1.58:1 as the photo's 1.5:1 allows in multiples of 8), not resized again to 160 x 96
         seen.clear()
         colorize.colorize_image(photo(1500, 1000).convert("L"), model, size=100)
-        assert seen == [(1, 1, 96, 152)] and images.working_shape(1000, 1500, 100) == (96, 152)
+        assert seen == [(1, 1, 96, 152)] and shapes.working_shape(1000, 1500, 100) == (96, 152)
         src = tmp_path / "mixed"
         src.mkdir()
         for i, (w, h) in enumerate([(160, 100), (100, 160), (64, 64), (160, 100)]):
@@ -395,10 +395,10 @@ def test_no_output_lands_in_the_folder_of_an_input_given_as_a_file(checkpoint, t
 
 def test_a_model_call_never_sees_more_than_the_working_pixel_cap(model):
     """Photos of one working shape share a model call, --batch-size of them at most, and never more
-    working pixels than the cap (images.MAX_WORKING_PIXELS by default): memory bounded by the cap,
+    working pixels than the cap (shapes.MAX_WORKING_PIXELS by default): memory bounded by the cap,
     not by the batch size. The split leaves each photo's colours as they were."""
     assert inspect.signature(colorize.predict_by_shape).parameters["max_pixels"].default == (
-        images.MAX_WORKING_PIXELS
+        shapes.MAX_WORKING_PIXELS
     )
     seen = []
     hook = model.model.encoder.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))

@@ -204,7 +204,7 @@ BAD_CHECKPOINTS = [
     ("data-source-tensor", "regression", lambda c: c["data"].update(source=torch.zeros(2))),
     ("working-size-zero", "regression", lambda c: c.update(working_size=0)),
     ("working-size-str", "regression", lambda c: c.update(working_size="128")),
-    ("working-size-7", "regression", lambda c: c.update(working_size=7)),  # below images.MIN_WORKING_SIZE
+    ("working-size-7", "regression", lambda c: c.update(working_size=7)),  # below shapes.MIN_WORKING_SIZE
     ("working-size-huge", "regression", lambda c: c.update(working_size=2049)),  # above its MAX
     ("vividness-above-1", "classification", lambda c: c.update(vividness=1.5)),
     ("vividness-str", "classification", lambda c: c.update(vividness="vivid")),
@@ -384,7 +384,7 @@ def test_no_output_lands_among_the_photos_it_reads(tmp_path, capsys):
 
 def test_a_show_photo_that_cannot_be_drawn_is_refused_before_any_work(tmp_path, capsys):
     """A --show photo is drawn at full size with each model's working shape: one that cannot be
-    decoded, or is beyond 16:1 (images.MAX_WORKING_ASPECT), is refused in one line naming it
+    decoded, or is beyond 16:1 (shapes.MAX_WORKING_ASPECT), is refused in one line naming it
     before anything is scored or written, not with a traceback after the results."""
     folder = photo_folder(tmp_path / "photos")
     (tmp_path / "mine").mkdir()

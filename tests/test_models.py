@@ -100,7 +100,7 @@ def test_pretrained_weights_fail_with_a_clear_message_when_they_cannot_be_had(tm
 
 
 def test_the_working_shape_keeps_the_aspect_ratio_in_multiples_of_8():
-    from lib.images import working_shape
+    from lib.shapes import working_shape
 
     assert working_shape(1600, 2560, 176) == (176, 280)  # a 16:10 landscape
     assert working_shape(2560, 1600, 176) == (280, 176)
@@ -112,7 +112,7 @@ def test_the_working_shape_is_refused_beyond_the_documented_limits():
     """A photo is seen at most 16 times longer than wide and at most 2048² pixels, whatever the
     working size (8 to 2048 px): beyond, UnworkableShape, whose str is the reason a command skips
     it with. A working size out of range is the caller's error, a plain ValueError."""
-    from lib.images import (
+    from lib.shapes import (
         MAX_WORKING_ASPECT,
         MAX_WORKING_PIXELS,
         MAX_WORKING_SIZE,
