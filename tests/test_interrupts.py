@@ -74,6 +74,7 @@ def test_ctrl_c_ends_colorize_with_one_line_and_130_and_every_written_photo_whol
             im.load()  # whole: a half-written PNG would fail here
 
 
+@pytest.mark.slow  # a training process of its own
 def test_a_full_disk_while_saving_a_checkpoint_is_one_line_naming_the_file(tmp_path):
     """RLIMIT_FSIZE (with SIGXFSZ ignored) makes every write past 64 KB fail as a full disk does."""
 

@@ -433,6 +433,7 @@ def test_a_run_recorded_before_settings_were_one_object_still_resumes(tiny_loade
 # --- one run per folder -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a training process of its own
 def test_a_second_run_into_a_folder_in_use_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, capsys):
     """Another process holds the folder (as a training run does, for the whole run): a second run
     is refused with one line naming it; once that process is killed (kill -9: its lock stays
