@@ -35,7 +35,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
 # The fast tier, for the check a contributor runs after each change: every lib module's tests,
-# less those marked slow (about a minute on 2 cores). `make test` (and CI) runs everything.
+# less those marked slow (about 90 s on 2 cores). `make test` (and CI) runs everything.
 test-fast: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow"
