@@ -216,12 +216,13 @@ def shared_outputs(plan) -> dict[Path, str]:
     same path (a.gif and a.png both give a.png), the same file through a link, or a name that
     differs only in case (one file on macOS and Windows). Every input of a shared output is
     skipped, none preferred, so no file is written on that name and none is lost."""
+    keys = [str(_real(dst)).casefold() for _, dst in plan]  # each output followed once
     by_file: dict[str, list[Path]] = {}
-    for src, dst in plan:
-        by_file.setdefault(str(_real(dst)).casefold(), []).append(src)
+    for (src, _), key in zip(plan, keys, strict=True):
+        by_file.setdefault(key, []).append(src)
     shared = {}
-    for src, dst in plan:
-        if others := [o for o in by_file[str(_real(dst)).casefold()] if o != src]:
+    for (src, dst), key in zip(plan, keys, strict=True):
+        if others := [o for o in by_file[key] if o != src]:
             also = ", ".join(f"{o}'s" for o in others)
             shared[src] = (
                 f"its output is another input's too ({dst}, also {also}: colorize them separately, "
@@ -426,7 +427,7 @@ def main(argv=None) -> int:
     if problem := option_problem(a):
         return _usage(problem)
     try:
-        model, ckpt = checkpoints.load(a.checkpoint, checkpoints.pick_device(a.device))
+        model, _ = checkpoints.load(a.checkpoint, checkpoints.pick_device(a.device))
     except (ValueError, RuntimeError) as e:
         return _usage(str(e))
     if a.vividness is not None and not model.head.takes_vividness:
@@ -448,7 +449,7 @@ def main(argv=None) -> int:
     if any(_real(out).is_relative_to(f) for f in inputs.folders):
         return _usage(f"--out {out} is inside an input folder; choose a folder outside the inputs")
 
-    vividness = a.vividness if a.vividness is not None else ckpt.get("vividness")
+    vividness = a.vividness if a.vividness is not None else model.vividness
     tally = colorize_files(plan, model, size, a.batch_size, a.side_by_side, a.overwrite, vividness, inputs)
     tally["skipped"]["no such input"] += len(missing)
     which = "the shipped reference model" if a.checkpoint == "reference" else a.checkpoint

@@ -184,15 +184,19 @@ PARAMETERS = {
 }
 
 
+def _no_unknown(names, where: str) -> None:
+    """BadValue, naming them and the known ones, for names that are no parameter."""
+    if unknown := sorted(set(names) - set(PARAMETERS)):
+        raise BadValue(
+            f"{where}: no parameter {', '.join(unknown)}; the parameters are {', '.join(PARAMETERS)}"
+        )
+
+
 def check_parameters(values: dict, where: str) -> dict:
     """`values` ({name: value}) checked against PARAMETERS and converted to their types. A name
     that is not a parameter, or a bad value, is one ValueError naming it and `where` it came from
     (a profile, --set, a notebook)."""
-    unknown = sorted(set(values) - set(PARAMETERS))
-    if unknown:
-        raise BadValue(
-            f"{where}: no parameter {', '.join(unknown)}; the parameters are {', '.join(PARAMETERS)}"
-        )
+    _no_unknown(values, where)
     checked = {}
     for name, value in values.items():
         try:
@@ -212,11 +216,7 @@ def check_profile(profile, sections, where: str) -> dict:
             raise BadValue(
                 f"{where}: must map parameters to values (name: value), found {type(part).__name__}"
             )
-        unknown = sorted(set(part) - set(PARAMETERS) - set(sections))
-        if unknown:
-            raise BadValue(
-                f"{where}: no parameter {', '.join(unknown)}; the parameters are {', '.join(PARAMETERS)}"
-            )
+        _no_unknown(set(part) - set(sections), where)
     return profile
 
 

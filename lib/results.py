@@ -96,7 +96,8 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name[: _NAME_MAX - 30]}."
 
 
-def _process_gone(pid: int) -> bool:
+def process_gone(pid: int) -> bool:
+    """Whether no process `pid` runs on this machine (one of another user's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -121,7 +122,7 @@ def remove_leftovers(path) -> list[Path]:
         try:
             stale = time.time() - f.lstat().st_mtime > LEFTOVER_AGE
             if stale or (
-                middle and int(middle.group(1)) != os.getpid() and _process_gone(int(middle.group(1)))
+                middle and int(middle.group(1)) != os.getpid() and process_gone(int(middle.group(1)))
             ):
                 f.unlink()
                 removed.append(f)

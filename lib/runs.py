@@ -17,13 +17,12 @@ import contextlib
 import json
 import os
 import socket
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from lib import checkpoints
+from lib import checkpoints, results
 from lib.settings import differences, recorded
 
 if TYPE_CHECKING:  # lib.train imports this module
@@ -59,17 +58,13 @@ def lock(out_dir: Path, hold: bool = True):
 
 
 def _take(path: Path, content: str) -> bool:
-    """Create `path` holding `content`, all at once, unless it exists: True if this call made it.
-    (Written aside, then hard-linked into place: a lock is never seen half-written.)"""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".lock-", delete=False) as f:
-        f.write(content)
+    """Create `path` holding `content`, all at once, unless it exists: True if this call made it
+    (results.write_atomic without replace: a lock is never seen half-written, nor taken twice)."""
     try:
-        os.link(f.name, path)
+        results.write_atomic(path, lambda tmp: tmp.write_text(content), replace=False)
         return True
     except FileExistsError:
         return False
-    finally:
-        os.unlink(f.name)
 
 
 def _holder(path: Path) -> dict | None:
@@ -82,14 +77,8 @@ def _holder(path: Path) -> dict | None:
         return None  # released meanwhile
     except (OSError, ValueError, KeyError, TypeError):
         return {"pid": "?", "host": "an unknown host"}  # not ours to judge: never taken over
-    if host != socket.gethostname():
-        return {"pid": pid, "host": host}
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
+    if host == socket.gethostname() and results.process_gone(pid):
         return None
-    except PermissionError:
-        pass  # it exists, another user's
     return {"pid": pid, "host": host}
 
 
